@@ -1,0 +1,74 @@
+"""budget-manager: spend caps and per-user budgets for LLM API calls.
+
+A drop-in for LiteLLM's Budget Manager API (change ``from litellm import ...`` to
+``from budget_manager import ...``), with exact money, calendar-correct periods and stores that
+many processes can share without losing an update.
+
+Module level:
+
+- ``max_budget``: global cap in USD over calls made with :func:`completion` (None: no cap).
+- ``_current_cost``: what those calls have cost so far in this process, in USD.
+- :func:`completion`: an OpenAI-compatible chat call that respects ``max_budget``.
+- :func:`cost_per_token`, :func:`completion_cost`, :func:`token_counter`: pricing and counting.
+- :func:`register_model`, ``model_cost``: the price table.
+- :class:`BudgetManager`: per-user budgets.
+"""
+
+from __future__ import annotations
+
+from .completion import completion
+from .costs import completion_cost, cost_per_token, model_cost, register_model
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    BudgetExceededError,
+    BudgetManagerError,
+    CorruptStoreError,
+    InvalidBudgetError,
+    InvalidInputError,
+    MalformedResponseError,
+    MissingUsageError,
+    StoreError,
+    StoreUnavailableError,
+    TokenizerUnavailableError,
+    UnknownDurationError,
+    UnknownModelError,
+    UnknownUserError,
+)
+from .manager import BudgetManager
+from .response import ModelResponse
+from .tokens import token_counter
+
+__version__ = "0.1.0"
+
+max_budget: float | None = None
+_current_cost: float = 0.0
+
+__all__ = [
+    "APIConnectionError",
+    "APIError",
+    "APITimeoutError",
+    "BudgetExceededError",
+    "BudgetManager",
+    "BudgetManagerError",
+    "CorruptStoreError",
+    "InvalidBudgetError",
+    "InvalidInputError",
+    "MalformedResponseError",
+    "MissingUsageError",
+    "ModelResponse",
+    "StoreError",
+    "StoreUnavailableError",
+    "TokenizerUnavailableError",
+    "UnknownDurationError",
+    "UnknownModelError",
+    "UnknownUserError",
+    "completion",
+    "completion_cost",
+    "cost_per_token",
+    "max_budget",
+    "model_cost",
+    "register_model",
+    "token_counter",
+]

@@ -1,0 +1,181 @@
+"""``completion()``: an OpenAI-compatible chat call under the global spend cap."""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from decimal import Decimal
+from typing import Any
+
+from . import costs, tokens
+from .errors import (
+    APIConnectionError,
+    APIError,
+    APITimeoutError,
+    BudgetExceededError,
+    InvalidInputError,
+    MalformedResponseError,
+    MissingUsageError,
+)
+from .money import ZERO, add, to_money
+from .response import ModelResponse
+
+DEFAULT_API_BASE = "https://api.openai.com/v1"
+DEFAULT_TIMEOUT = 60.0
+_CLIENT_OPTIONS = ("api_base", "base_url", "api_key", "timeout", "extra_headers", "headers")
+
+
+class _GlobalSpend:
+    """The exact running total behind the package's ``_current_cost`` float."""
+
+    def __init__(self) -> None:
+        self.total = ZERO
+        self.published = 0.0
+        self.lock = threading.Lock()
+
+    def _package(self) -> Any:
+        return sys.modules[__package__]
+
+    def _sync(self, package: Any) -> None:
+        # A caller may assign budget_manager._current_cost (e.g. to 0); honour it.
+        shown = package._current_cost
+        if shown != self.published:
+            self.total = to_money(shown, "budget_manager._current_cost")
+            self.published = float(self.total)
+
+    def check(self) -> None:
+        package = self._package()
+        cap = package.max_budget
+        if cap is None:
+            return
+        with self.lock:
+            self._sync(package)
+            if package._current_cost > cap:
+                raise BudgetExceededError(current_cost=package._current_cost, max_budget=cap)
+
+    def add(self, amount: Decimal) -> None:
+        package = self._package()
+        with self.lock:
+            self._sync(package)
+            self.total = add(self.total, amount)
+            self.published = float(self.total)
+            package._current_cost = self.published
+
+
+GLOBAL_SPEND = _GlobalSpend()
+
+
+def completion(model: str, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> ModelResponse:
+    """Send a chat completion to an OpenAI-compatible endpoint, within ``max_budget``.
+
+    The endpoint is ``api_base`` (or ``base_url``), else ``OPENAI_BASE_URL`` / ``OPENAI_API_BASE``,
+    else OpenAI's; the key ``api_key``, else ``OPENAI_API_KEY``. Other keyword arguments go into
+    the request body. The call is refused (BudgetExceededError) when the spend so far exceeds
+    ``budget_manager.max_budget``, and its cost is added to ``budget_manager._current_cost``.
+    """
+    _check_request(model, messages)
+    GLOBAL_SPEND.check()
+    costs.require_price(model)  # a call whose cost could not be accounted for is not sent
+    client = {k: kwargs.pop(k) for k in _CLIENT_OPTIONS if k in kwargs}
+    if kwargs.get("stream"):
+        raise InvalidInputError("stream=True is not supported by completion(); omit it")
+    body = {"model": model, "messages": list(messages), **kwargs}
+    data = _post(body, client)
+    response = ModelResponse(data)
+    if response.get("usage") is None:
+        response.usage = _counted_usage(model, messages, response)
+    GLOBAL_SPEND.add(costs.response_cost(response, default_model=model)[1])
+    return response
+
+
+def _check_request(model: object, messages: object) -> None:
+    if not isinstance(model, str) or not model:
+        raise InvalidInputError(f"model must be a non-empty string, got {model!r}")
+    if isinstance(messages, (str, bytes)) or not isinstance(messages, Sequence):
+        raise InvalidInputError("messages must be a list of {'role': ..., 'content': ...} dicts")
+    for message in messages:
+        if not isinstance(message, Mapping) or "role" not in message:
+            raise InvalidInputError(f"each message needs a role, got {message!r}")
+
+
+def _post(body: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
+    import requests
+
+    base = (
+        client.get("api_base")
+        or client.get("base_url")
+        or os.environ.get("OPENAI_BASE_URL")
+        or os.environ.get("OPENAI_API_BASE")
+        or DEFAULT_API_BASE
+    )
+    url = base.rstrip("/") + "/chat/completions"
+    headers = {"Content-Type": "application/json"}
+    key = client.get("api_key") or os.environ.get("OPENAI_API_KEY")
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    headers.update(client.get("headers") or {})
+    headers.update(client.get("extra_headers") or {})
+    timeout = client.get("timeout", DEFAULT_TIMEOUT)
+    try:
+        reply = requests.post(url, json=body, headers=headers, timeout=timeout)
+    except requests.Timeout as exc:
+        raise APITimeoutError(f"{url} did not answer within {timeout} s") from exc
+    except requests.RequestException as exc:
+        raise APIConnectionError(f"cannot reach {url}: {exc}") from exc
+    if reply.status_code >= 400:
+        raise APIError(
+            f"{url} answered {reply.status_code}: {_error_text(reply)}",
+            status_code=reply.status_code,
+            body=reply.text,
+        )
+    try:
+        data = reply.json()
+    except ValueError:
+        raise MalformedResponseError(
+            f"{url} answered {reply.status_code} with a body that is not JSON: {reply.text[:200]!r}",
+            status_code=reply.status_code,
+            body=reply.text,
+        ) from None
+    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+        raise MalformedResponseError(
+            f"{url} answered without a list of choices: {str(data)[:200]}",
+            status_code=reply.status_code,
+            body=reply.text,
+        )
+    return data
+
+
+def _error_text(reply: Any) -> str:
+    try:
+        error = reply.json().get("error")
+        if isinstance(error, dict) and error.get("message"):
+            return str(error["message"])
+        if error:
+            return str(error)
+    except (ValueError, AttributeError):
+        pass
+    return reply.text[:300] or reply.reason or "no body"
+
+
+def _counted_usage(
+    model: str, messages: Sequence[Mapping[str, Any]], response: ModelResponse
+) -> dict[str, int]:
+    """Usage counted with the tokenizer, for endpoints that report none."""
+    text = ""
+    for choice in response.get("choices") or []:
+        message = choice.get("message") if isinstance(choice, Mapping) else None
+        if isinstance(message, Mapping) and isinstance(message.get("content"), str):
+            text += message["content"]
+    try:
+        prompt = tokens.count_messages(model, messages)
+    except TypeError as exc:
+        raise MissingUsageError(f"cannot count the prompt's tokens: {exc}") from exc
+    completion_tokens = tokens.count_text(model, text)
+    return {
+        "prompt_tokens": prompt,
+        "completion_tokens": completion_tokens,
+        "total_tokens": prompt + completion_tokens,
+    }
+

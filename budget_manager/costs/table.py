@@ -1,0 +1,134 @@
+"""The price table: bundled data loaded lazily once, run-time overrides, and name lookup."""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Iterator, Mapping
+from importlib import resources
+from types import MappingProxyType
+from typing import Any
+
+from ..errors import InvalidInputError, UnknownModelError
+from ..money import to_money
+from .prices import ModelPrices, compile_prices
+
+Entry = Mapping[str, Any]
+
+
+class PriceTable:
+    """Model name -> price entry (LiteLLM's format), with compiled exact prices cached per model."""
+
+    def __init__(self) -> None:
+        self._entries: dict[str, dict[str, Any]] | None = None
+        self._metadata: dict[str, Any] = {}
+        self._compiled: dict[str, tuple[str, ModelPrices]] = {}
+        self._lock = threading.Lock()
+
+    # -- loading -------------------------------------------------------------------------------
+    def _table(self) -> dict[str, dict[str, Any]]:
+        entries = self._entries
+        if entries is None:
+            with self._lock:
+                if self._entries is None:
+                    document = json.loads(
+                        resources.files(__package__).joinpath("prices.json").read_bytes()
+                    )
+                    self._metadata = document["metadata"]
+                    self._entries = document["models"]
+                entries = self._entries
+        return entries
+
+    @property
+    def metadata(self) -> Mapping[str, Any]:
+        """Where the bundled table came from (source, its SHA-256, generation date)."""
+        self._table()
+        return MappingProxyType(self._metadata)
+
+    def register(self, prices: Mapping[str, Entry]) -> None:
+        """Add models or override some of their keys (LiteLLM's ``register_model`` semantics)."""
+        if not isinstance(prices, Mapping) or not prices:
+            raise InvalidInputError(
+                'register_model takes {"model-name": {"input_cost_per_token": ..., '
+                '"output_cost_per_token": ...}}'
+            )
+        table = self._table()
+        merged: dict[str, dict[str, Any]] = {}
+        for name, entry in prices.items():
+            if not isinstance(name, str) or not name:
+                raise InvalidInputError(f"model names must be non-empty strings, got {name!r}")
+            if not isinstance(entry, Mapping):
+                raise InvalidInputError(f"the price entry of {name!r} must be a dict, got {entry!r}")
+            key = self._resolve(name) or name
+            updated = {**table.get(key, {}), **_validated(name, entry)}
+            if "input_cost_per_token" not in updated and "output_cost_per_token" not in updated:
+                raise InvalidInputError(
+                    f"model {name!r} needs input_cost_per_token and/or output_cost_per_token"
+                )
+            merged[key] = updated
+        with self._lock:
+            table.update(merged)
+            self._compiled.clear()
+
+    # -- lookup --------------------------------------------------------------------------------
+    def _resolve(self, model: str) -> str | None:
+        table = self._table()
+        if model in table:
+            return model
+        if "/" in model:
+            bare = model.split("/", 1)[1]
+            if bare in table:
+                return bare
+        return None
+
+    def prices(self, model: str) -> tuple[str, ModelPrices]:
+        """``(table key, compiled prices)`` of ``model``; UnknownModelError if it has none."""
+        hit = self._compiled.get(model)
+        if hit is not None:
+            return hit
+        if not isinstance(model, str) or not model:
+            raise UnknownModelError(str(model), f"model must be a non-empty string, got {model!r}")
+        key = self._resolve(model)
+        if key is None:
+            raise UnknownModelError(model)
+        hit = (key, compile_prices(self._table()[key]))
+        self._compiled[model] = hit
+        return hit
+
+    def knows(self, model: str) -> bool:
+        return isinstance(model, str) and self._resolve(model) is not None
+
+    def view(self) -> Mapping[str, Entry]:
+        return _ReadOnlyTable(self)
+
+
+class _ReadOnlyTable(Mapping[str, Entry]):
+    """``model_cost``: a live, read-only view of the table."""
+
+    def __init__(self, table: PriceTable) -> None:
+        self._owner = table
+
+    def __getitem__(self, model: str) -> Entry:
+        return MappingProxyType(self._owner._table()[model])
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._owner._table())
+
+    def __len__(self) -> int:
+        return len(self._owner._table())
+
+    def __contains__(self, model: object) -> bool:
+        return model in self._owner._table()
+
+    def __repr__(self) -> str:
+        return f"<model_cost: {len(self)} models>"
+
+
+def _validated(name: str, entry: Entry) -> dict[str, Any]:
+    for key, value in entry.items():
+        if "cost" in key and not isinstance(value, Mapping):
+            to_money(value, f"{name}.{key}")  # raises, naming the key, unless a price >= 0
+    return dict(entry)
+
+
+TABLE = PriceTable()

@@ -1,0 +1,63 @@
+"""Exact money: amounts are ``Decimal`` inside the library and ``float`` at its edges."""
+
+from __future__ import annotations
+
+import math
+from decimal import ROUND_HALF_EVEN, Context, Decimal, InvalidOperation
+from numbers import Real
+
+from .errors import InvalidBudgetError
+
+ZERO = Decimal(0)
+
+
+def to_money(value: object, what: str = "amount", *, allow_negative: bool = False) -> Decimal:
+    """Return ``value`` as an exact Decimal, or raise :class:`InvalidBudgetError` naming ``what``.
+
+    Floats convert through their shortest repr, so ``0.0001725`` becomes ``Decimal("0.0001725")``
+    rather than the binary fraction nearest to it.
+    """
+    if isinstance(value, bool) or not isinstance(value, (Real, Decimal)):
+        raise InvalidBudgetError(f"{what} must be a number, got {type(value).__name__} {value!r}")
+    if isinstance(value, Decimal):
+        amount = value
+    elif isinstance(value, int):
+        amount = Decimal(value)
+    else:
+        number = float(value)
+        if not math.isfinite(number):
+            raise InvalidBudgetError(f"{what} must be finite, got {value!r}")
+        amount = Decimal(repr(number))
+    if not amount.is_finite():
+        raise InvalidBudgetError(f"{what} must be finite, got {value!r}")
+    if amount < 0 and not allow_negative:
+        raise InvalidBudgetError(f"{what} must not be negative, got {value!r}")
+    return amount
+
+
+def parse_money(text: str, what: str = "amount") -> Decimal:
+    """Parse a decimal string (as stored in files and databases) into an exact amount."""
+    try:
+        amount = Decimal(text)
+    except (InvalidOperation, TypeError, ValueError):
+        raise InvalidBudgetError(f"{what} is not a number: {text!r}") from None
+    return to_money(amount, what)
+
+
+def to_float(amount: Decimal | float | int) -> float:
+    """The float a caller sees for an exact amount."""
+    return float(amount)
+
+
+# Our own context, so a caller's decimal settings (precision, traps) never change the arithmetic.
+_CONTEXT = Context(prec=60, rounding=ROUND_HALF_EVEN)
+
+
+def add(a: Decimal, b: Decimal) -> Decimal:
+    """Exact sum of two amounts."""
+    return _CONTEXT.add(a, b)
+
+
+def multiply(a: Decimal, b: Decimal | int) -> Decimal:
+    """Exact product, e.g. a token count times a per-token price."""
+    return _CONTEXT.multiply(a, b)

@@ -1,0 +1,267 @@
+"""One user's budget record, its LiteLLM-compatible JSON form, and the pure ledger operations on it.
+
+On disk and on the wire a record keeps LiteLLM's keys and types (``total_budget``, ``current_cost``,
+``model_cost``, ``duration`` in days, ``created_at``, ``last_updated_at``); this library adds
+``period`` (the duration as given, e.g. ``"monthly"`` or ``"12h"``) and keeps any other keys it finds.
+``last_updated_at`` is the start of the current period.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from decimal import Decimal
+from typing import Any
+
+from . import money, periods
+from .errors import CorruptStoreError, InvalidInputError
+from .money import ZERO
+from .periods import Period
+
+_OWN_KEYS = frozenset(
+    ("total_budget", "current_cost", "model_cost", "duration", "created_at", "last_updated_at")
+) | {"period"}
+
+
+class UserRecord:
+    """A user's budget: exact amounts, the reset period, and when the current period started."""
+
+    __slots__ = (
+        "_period_end",
+        "created_at",
+        "current_cost",
+        "duration",
+        "extra",
+        "last_updated_at",
+        "model_cost",
+        "period",
+        "total_budget",
+    )
+
+    def __init__(
+        self,
+        total_budget: Decimal,
+        current_cost: Decimal = ZERO,
+        model_cost: dict[str, Decimal] | None = None,
+        period: Period | None = None,
+        created_at: float | None = None,
+        last_updated_at: float | None = None,
+        duration: float | int | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        self.total_budget = total_budget
+        self.current_cost = current_cost
+        self.model_cost = model_cost or None  # None while empty: most users have no breakdown yet
+        self.period = period
+        self.created_at = created_at
+        self.last_updated_at = last_updated_at
+        self.duration = duration if duration is not None or period is None else period.days
+        self.extra = extra or None
+        self._period_end: float | None = None
+
+    def copy(self) -> UserRecord:
+        clone = UserRecord(
+            self.total_budget,
+            self.current_cost,
+            dict(self.model_cost) if self.model_cost else None,
+            self.period,
+            self.created_at,
+            self.last_updated_at,
+            self.duration,
+            dict(self.extra) if self.extra else None,
+        )
+        clone._period_end = self._period_end
+        return clone
+
+    # -- periods ---------------------------------------------------------------------------
+    @property
+    def anchor(self) -> float:
+        """The instant periods are counted from."""
+        if self.created_at is not None:
+            return self.created_at
+        return self.last_updated_at or 0.0
+
+    def period_end(self) -> float | None:
+        """When the current period ends (``None`` for budgets that never reset)."""
+        if self.period is None:
+            return None
+        if self._period_end is None:
+            start = self.last_updated_at if self.last_updated_at is not None else self.anchor
+            self._period_end = periods.period_bounds(self.period, self.anchor, start)[1]
+        return self._period_end
+
+    def is_due(self, now: float) -> bool:
+        """Whether the current period has ended at ``now``."""
+        end = self.period_end()
+        return end is not None and now >= end
+
+    # -- views -----------------------------------------------------------------------------
+    def spent(self, now: float) -> Decimal:
+        """Spend in the period containing ``now``."""
+        return ZERO if self.is_due(now) else self.current_cost
+
+    def spent_by_model(self, now: float) -> dict[str, Decimal]:
+        if self.is_due(now) or not self.model_cost:
+            return {}
+        return dict(self.model_cost)
+
+    def remaining(self, now: float) -> Decimal:
+        return self.total_budget - self.spent(now)
+
+    def to_public(self) -> dict[str, Any]:
+        """The record as LiteLLM returns it: plain floats, a fresh dict the caller may keep."""
+        out: dict[str, Any] = dict(self.extra) if self.extra else {}
+        out["total_budget"] = float(self.total_budget)
+        out["current_cost"] = float(self.current_cost)
+        out["model_cost"] = {m: float(c) for m, c in (self.model_cost or {}).items()}
+        if self.period is not None:
+            out["duration"] = self.duration
+            out["created_at"] = self.created_at
+            out["last_updated_at"] = self.last_updated_at
+            out["period"] = self.period.name
+        return out
+
+    def __repr__(self) -> str:
+        return f"UserRecord({to_json(self)})"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, UserRecord) and to_json(self) == to_json(other)
+
+    __hash__ = None  # type: ignore[assignment]
+
+
+# -- ledger operations (pure: they change only the record given) ---------------------------
+def new_record(total_budget: Decimal, period: Period | None, created_at: float) -> UserRecord:
+    """A fresh budget whose first period starts at ``created_at``."""
+    if period is None:
+        return UserRecord(total_budget)
+    return UserRecord(total_budget, period=period, created_at=created_at, last_updated_at=created_at)
+
+
+def roll(record: UserRecord, now: float) -> bool:
+    """Start the period containing ``now`` if the current one has ended; True if it did."""
+    if not record.is_due(now):
+        return False
+    assert record.period is not None
+    start, end = periods.period_bounds(record.period, record.anchor, now)
+    record.current_cost = ZERO
+    record.model_cost = None
+    record.last_updated_at = start
+    record._period_end = end
+    return True
+
+
+def charge(record: UserRecord, model: str | None, amount: Decimal, now: float) -> None:
+    """Add ``amount`` to the record's spend (after rolling its period) and to ``model``'s share."""
+    roll(record, now)
+    record.current_cost = money.add(record.current_cost, amount)
+    if model is not None:
+        breakdown = record.model_cost if record.model_cost is not None else {}
+        breakdown[model] = money.add(breakdown.get(model, ZERO), amount)
+        record.model_cost = breakdown
+
+
+def reset(record: UserRecord) -> None:
+    """Zero the record's spend and per-model breakdown."""
+    record.current_cost = ZERO
+    record.model_cost = None
+
+
+# -- JSON ------------------------------------------------------------------------------------
+def _num(value: Decimal | float | int | None) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, float):
+        return repr(value)
+    return str(value)
+
+
+def to_json(record: UserRecord) -> str:
+    """The record as one line of JSON, amounts written exactly."""
+    parts = [f'"total_budget": {record.total_budget}', f'"current_cost": {record.current_cost}']
+    if record.model_cost:
+        inner = ", ".join(f"{json.dumps(m)}: {c}" for m, c in record.model_cost.items())
+        parts.append(f'"model_cost": {{{inner}}}')
+    else:
+        parts.append('"model_cost": {}')
+    if record.period is not None:
+        parts.append(f'"duration": {_num(record.duration)}')
+        parts.append(f'"created_at": {_num(record.created_at)}')
+        parts.append(f'"last_updated_at": {_num(record.last_updated_at)}')
+        parts.append(f'"period": {json.dumps(record.period.name)}')
+    if record.extra:
+        parts.extend(f"{json.dumps(k)}: {_dump_extra(v)}" for k, v in record.extra.items())
+    return "{" + ", ".join(parts) + "}"
+
+
+def _dump_extra(value: Any) -> str:
+    return json.dumps(value, default=_decimal_default)
+
+
+def _decimal_default(value: Any) -> Any:
+    if isinstance(value, Decimal):
+        return float(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def loads(text: str | bytes) -> Any:
+    """Parse JSON keeping every non-integer number as an exact Decimal."""
+    return json.loads(text, parse_float=Decimal)
+
+
+def from_json(user: str, data: Any) -> UserRecord:
+    """A record from its JSON object (LiteLLM's or ours); CorruptStoreError names what is wrong."""
+    if not isinstance(data, dict):
+        raise CorruptStoreError(f"budget record of user {user!r} is not an object: {data!r}")
+    try:
+        if "total_budget" not in data:
+            raise InvalidInputError("it has no total_budget")
+        total = money.to_money(data["total_budget"], "total_budget")
+        spent = money.to_money(data.get("current_cost", 0), "current_cost")
+        breakdown = _model_costs(data.get("model_cost"))
+        period = periods.period_from_record(data.get("duration"), data.get("period"))
+        created = _timestamp(data.get("created_at"), "created_at")
+        updated = _timestamp(data.get("last_updated_at"), "last_updated_at")
+    except InvalidInputError as exc:
+        raise CorruptStoreError(f"budget record of user {user!r} is invalid: {exc}") from None
+    extra = {k: v for k, v in data.items() if k not in _OWN_KEYS} or None
+    duration = data.get("duration")
+    if period is not None:
+        if created is None:
+            created = updated if updated is not None else 0.0
+        if updated is None:
+            updated = created
+        duration = _plain_number(duration) if duration is not None else None
+    return UserRecord(total, spent, breakdown, period, created, updated, duration, extra)
+
+
+def _model_costs(value: Any) -> dict[str, Decimal] | None:
+    # LiteLLM's get_model_cost() falls back to 0 and old files may hold that; treat it as empty.
+    if value is None or value == 0:
+        return None
+    if not isinstance(value, dict):
+        raise InvalidInputError(f"model_cost must be an object, got {value!r}")
+    return {str(m): money.to_money(c, f"model_cost[{m!r}]") for m, c in value.items()} or None
+
+
+def _timestamp(value: Any, what: str) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
+        raise InvalidInputError(f"{what} must be a number, got {value!r}")
+    number = float(value)
+    if not math.isfinite(number):
+        raise InvalidInputError(f"{what} must be finite, got {value!r}")
+    return number
+
+
+def _plain_number(value: Any) -> float | int:
+    return float(value) if isinstance(value, Decimal) else value  # type: ignore[no-any-return]
+
+
+def dump_user_dict(records: dict[str, UserRecord]) -> str:
+    """A whole user dict as JSON text, one user per line (LiteLLM's ``user_cost.json`` format)."""
+    if not records:
+        return "{}\n"
+    body = ",\n".join(f"  {json.dumps(u)}: {to_json(r)}" for u, r in records.items())
+    return "{\n" + body + "\n}\n"

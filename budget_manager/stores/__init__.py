@@ -1,0 +1,6 @@
+"""Budget stores, one module per backend, chosen by URL scheme (see :func:`store_from_url`)."""
+
+from .base import BudgetStore, register, store_from_url
+from .json_file import JsonFileStore, default_path
+
+__all__ = ["BudgetStore", "JsonFileStore", "default_path", "register", "store_from_url"]

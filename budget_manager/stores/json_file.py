@@ -1,0 +1,395 @@
+"""Budgets in a local JSON file that many threads and processes share safely.
+
+Layout, for ``budgets.json``:
+
+- ``budgets.json``: the whole user dict in LiteLLM's ``user_cost.json`` format. It is only ever
+  replaced by an atomic rename, so a reader never sees half of one.
+- ``budgets.json.journal``: one JSON line per change since that file was written, holding the
+  changed user's whole new record. Appending a line is the hot path: its cost does not depend on
+  the number of users. Replaying the journal over the snapshot is idempotent.
+- ``budgets.json.lock``: ``flock`` target; writers hold it exclusively, catching-up readers shared.
+
+When the journal outgrows the snapshot (and on ``save()`` and at exit) the journal is folded into
+a new snapshot ("compaction") and replaced by an empty one.
+"""
+
+from __future__ import annotations
+
+import atexit
+import fcntl
+import json
+import os
+import re
+import threading
+import uuid
+import weakref
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from ..errors import CorruptStoreError, InvalidInputError, StoreError, UnknownUserError
+from ..records import UserRecord, dump_user_dict, from_json, loads, roll, to_json
+from .base import BudgetStore, register
+
+MIN_COMPACT_BYTES = 1 << 20
+_SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
+
+
+def default_path(project: str) -> Path:
+    """``user_cost_<project>.json`` in the working folder, one file per project."""
+    slug = _SAFE_NAME.sub("_", project).strip("._") or "project"
+    if slug != project:  # keep projects that sanitize alike apart
+        import hashlib
+
+        slug += "-" + hashlib.sha256(project.encode()).hexdigest()[:8]
+    return Path(f"user_cost_{slug}.json")
+
+
+@register
+class JsonFileStore(BudgetStore):
+    """A JSON file with an append-only journal; see the module docstring."""
+
+    schemes = ("json", "file")
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, fsync: bool = False, compact_bytes: int | None = None
+    ) -> None:
+        self.path = Path(path).absolute()
+        self._journal_path = str(self.path) + ".journal"
+        self._lock_path = str(self.path) + ".lock"
+        self._fsync = fsync
+        self._min_compact = MIN_COMPACT_BYTES if compact_bytes is None else compact_bytes
+        self._records: dict[str, UserRecord] = {}
+        self._journal_fd = -1
+        self._journal_ino = -1
+        self._offset = 0
+        self._snapshot_size = 0
+        self._lock_fd = -1
+        self._closed = False
+        self._open()
+        _LIVE.add(self)
+
+    @classmethod
+    def from_url(cls, url: str, project: str, **options: Any) -> JsonFileStore:
+        parts = urlsplit(url)
+        path = unquote(parts.netloc + parts.path)
+        if not path:
+            raise InvalidInputError(f"{url!r} names no file")
+        return cls(path, **options)
+
+    def __repr__(self) -> str:
+        return f"JsonFileStore({str(self.path)!r})"
+
+    # -- opening, locking, catching up ---------------------------------------------------------
+    def _open(self) -> None:
+        self._pid = os.getpid()
+        self._mutex = threading.RLock()
+        if not self.path.parent.is_dir():
+            raise StoreError(f"folder {str(self.path.parent)!r} does not exist")
+        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            self._lock_fd = fd
+            self._remove_stale_temporaries()
+            self._reload(exclusive=True)
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        except BaseException:
+            os.close(fd)  # also releases the lock
+            if self._journal_fd >= 0:
+                os.close(self._journal_fd)
+            raise
+
+    def _check_process(self) -> None:
+        if self._closed:
+            raise StoreError(f"{self!r} is closed")
+        if self._pid != os.getpid():
+            # A forked child must not use the parent's descriptors: flock locks belong to the
+            # open file description, which parent and child would share.
+            for fd in (self._lock_fd, self._journal_fd):
+                if fd >= 0:
+                    os.close(fd)
+            self._journal_fd = self._journal_ino = -1
+            self._open()
+
+    def _lock(self, exclusive: bool) -> None:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
+        try:
+            self._sync(exclusive)
+        except BaseException:
+            fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+            raise
+
+    def _unlock(self) -> None:
+        fcntl.flock(self._lock_fd, fcntl.LOCK_UN)
+
+    def _sync(self, exclusive: bool) -> None:
+        """Apply what other writers appended since we last looked (called holding the lock)."""
+        try:
+            st = os.stat(self._journal_path)
+        except FileNotFoundError:
+            self._reload(exclusive)
+            return
+        if st.st_ino != self._journal_ino or st.st_size < self._offset:
+            self._reload(exclusive)
+        elif st.st_size > self._offset:
+            self._replay(st.st_size, exclusive)
+
+    def _reload(self, exclusive: bool) -> None:
+        records, size = self._read_snapshot()
+        fd = os.open(self._journal_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        if self._journal_fd >= 0:
+            os.close(self._journal_fd)
+        self._journal_fd = fd
+        self._journal_ino = os.fstat(fd).st_ino
+        self._records = records
+        self._snapshot_size = size
+        self._offset = 0
+        self._replay(os.fstat(fd).st_size, exclusive)
+
+    def _read_snapshot(self) -> tuple[dict[str, UserRecord], int]:
+        try:
+            raw = self.path.read_bytes()
+        except FileNotFoundError:
+            return {}, 0
+        except OSError as exc:
+            raise StoreError(f"cannot read {str(self.path)!r}: {exc}") from exc
+        try:
+            data = loads(raw) if raw.strip() else {}
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise CorruptStoreError(
+                f"{str(self.path)!r} is not valid JSON ({exc}); it was left untouched. "
+                "Restore it from a backup or move it away to start empty."
+            ) from None
+        if not isinstance(data, dict):
+            raise CorruptStoreError(
+                f"{str(self.path)!r} is not a budget file: its top level is a "
+                f"{type(data).__name__}, not an object of users; it was left untouched"
+            )
+        records = {str(user): from_json(str(user), record) for user, record in data.items()}
+        return records, len(raw)
+
+    def _replay(self, size: int, exclusive: bool) -> None:
+        chunk = os.pread(self._journal_fd, size - self._offset, self._offset)
+        complete = chunk.rfind(b"\n") + 1
+        if complete:
+            for number, line in enumerate(chunk[:complete].splitlines()):
+                if line.strip():
+                    self._apply(line, number)
+        self._offset += complete
+        if complete < len(chunk) and exclusive:
+            # An unterminated last line: its writer died mid-write while holding the lock, so
+            # that change never returned to its caller. Cut it off before appending after it.
+            os.ftruncate(self._journal_fd, self._offset)
+
+    def _apply(self, line: bytes, number: int) -> None:
+        try:
+            entry = loads(line)
+            user = entry["u"]
+            if entry.get("del"):
+                self._records.pop(user, None)
+            else:
+                self._records[user] = from_json(user, entry["r"])
+        except (ValueError, KeyError, TypeError, UnicodeDecodeError, CorruptStoreError) as exc:
+            raise CorruptStoreError(
+                f"{self._journal_path!r} has a damaged entry near byte {self._offset} "
+                f"(line {number + 1} after it): {exc}; the files were left untouched"
+            ) from None
+
+    def _fresh(self) -> None:
+        """Catch up with other writers before a read (a stat() when nothing changed)."""
+        self._check_process()
+        try:
+            st = os.stat(self._journal_path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and st.st_ino == self._journal_ino and st.st_size == self._offset:
+            return
+        self._lock(exclusive=st is None)
+        self._unlock()
+
+    # -- writing -------------------------------------------------------------------------------
+    def _write(self, user: str, record: UserRecord | None) -> None:
+        """Append one change (holding the exclusive lock), then compact if the journal is big."""
+        if record is None:
+            line = f'{{"u": {json.dumps(user)}, "del": true}}\n'.encode()
+        else:
+            line = f'{{"u": {json.dumps(user)}, "r": {to_json(record)}}}\n'.encode()
+        try:
+            written = os.write(self._journal_fd, line)
+            while written < len(line):
+                written += os.write(self._journal_fd, line[written:])
+            if self._fsync:
+                os.fsync(self._journal_fd)
+        except OSError as exc:
+            try:
+                os.ftruncate(self._journal_fd, self._offset)
+            except OSError:
+                pass
+            raise StoreError(f"cannot append to {self._journal_path!r}: {exc}") from exc
+        self._offset += len(line)
+
+    def _maybe_compact(self) -> None:
+        if self._offset > max(self._min_compact, self._snapshot_size):
+            self._compact()
+
+    def _compact(self) -> None:
+        """Fold the journal into a new snapshot (holding the exclusive lock)."""
+        data = dump_user_dict(self._records).encode()
+        tag = f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+        snapshot_tmp = str(self.path) + tag
+        journal_tmp = self._journal_path + tag
+        try:
+            with open(snapshot_tmp, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+            fd = os.open(journal_tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            _remove(snapshot_tmp)
+            raise StoreError(f"cannot write {snapshot_tmp!r}: {exc}") from exc
+        # Snapshot first: if we die between the two renames, the old journal replays idempotently
+        # over the new snapshot.
+        os.replace(snapshot_tmp, self.path)
+        os.replace(journal_tmp, self._journal_path)
+        _fsync_dir(self.path.parent)
+        os.close(self._journal_fd)
+        self._journal_fd = fd
+        self._journal_ino = os.fstat(fd).st_ino
+        self._offset = 0
+        self._snapshot_size = len(data)
+
+    def _remove_stale_temporaries(self) -> None:
+        # Left by a process killed mid-compaction; we hold the exclusive lock, so none is live.
+        for leftover in self.path.parent.glob(self.path.name + "*.tmp"):
+            _remove(str(leftover))
+
+    # -- the store interface -------------------------------------------------------------------
+    def get(self, user: str) -> UserRecord | None:
+        with self._mutex:
+            self._fresh()
+            return self._records.get(user)
+
+    def users(self) -> list[str]:
+        with self._mutex:
+            self._fresh()
+            return list(self._records)
+
+    def records(self) -> dict[str, UserRecord]:
+        with self._mutex:
+            self._fresh()
+            return dict(self._records)
+
+    def put(self, user: str, record: UserRecord) -> UserRecord:
+        with self._mutex:
+            self._check_process()
+            self._lock(exclusive=True)
+            try:
+                self._write(user, record)
+                self._records[user] = record
+                self._maybe_compact()
+            finally:
+                self._unlock()
+        return record
+
+    def update(self, user: str, change: Callable[[UserRecord], None]) -> UserRecord:
+        with self._mutex:
+            self._check_process()
+            self._lock(exclusive=True)
+            try:
+                current = self._records.get(user)
+                if current is None:
+                    raise UnknownUserError(user)
+                record = current.copy()
+                change(record)
+                self._write(user, record)
+                self._records[user] = record
+                self._maybe_compact()
+            finally:
+                self._unlock()
+        return record
+
+    def roll_all(self, now: float) -> int:
+        with self._mutex:
+            self._check_process()
+            self._lock(exclusive=True)
+            try:
+                count = 0
+                for user, current in list(self._records.items()):
+                    if current.is_due(now):
+                        record = current.copy()
+                        roll(record, now)
+                        self._write(user, record)
+                        self._records[user] = record
+                        count += 1
+                self._maybe_compact()
+            finally:
+                self._unlock()
+        return count
+
+    def save(self) -> dict[str, Any]:
+        with self._mutex:
+            self._check_process()
+            self._lock(exclusive=True)
+            try:
+                if self._offset or not self.path.exists():
+                    self._compact()
+            finally:
+                self._unlock()
+        return {"status": "success"}
+
+    def close(self) -> None:
+        with self._mutex:
+            if self._closed:
+                return
+            if self._pid == os.getpid():
+                try:
+                    self.save()
+                except StoreError:
+                    pass
+                for fd in (self._journal_fd, self._lock_fd):
+                    if fd >= 0:
+                        os.close(fd)
+            self._closed = True
+            _LIVE.discard(self)
+
+
+def _remove(path: str) -> None:
+    try:
+        os.unlink(path)
+    except OSError:
+        pass
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+_LIVE: weakref.WeakSet[JsonFileStore] = weakref.WeakSet()
+
+
+def _after_fork_in_child() -> None:
+    # A lock held by a parent thread at fork time would never be released in the child.
+    for store in list(_LIVE):
+        store._mutex = threading.RLock()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+@atexit.register
+def _save_all_at_exit() -> None:
+    # Fold journals into their snapshots so the plain JSON file is complete (e.g. for LiteLLM).
+    for store in list(_LIVE):
+        try:
+            if not store._closed and store._pid == os.getpid():
+                store.save()
+        except Exception:
+            pass

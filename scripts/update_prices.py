@@ -1,0 +1,80 @@
+#!/usr/bin/env python3
+"""Regenerate budget_manager/costs/prices.json from LiteLLM's model_prices_and_context_window.json.
+
+    python scripts/update_prices.py PATH_OR_URL [--out budget_manager/costs/prices.json]
+
+Keeps the chat / completion / responses models and, of each entry, only the keys this library
+prices with. Per-token prices are copied unchanged. Offline, the LiteLLM wheel carries a copy:
+``pip download litellm --no-deps`` and pass ``litellm/model_prices_and_context_window_backup.json``
+from inside it (or the path of an installed litellm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import hashlib
+import json
+import re
+import sys
+from pathlib import Path
+
+MODES = {"chat", "completion", "responses"}
+KEEP = re.compile(
+    r"^(litellm_provider|mode"
+    r"|(input|output)_cost_per_(token|reasoning_token|audio_token|image_token)"
+    r"(_above_\d+k_tokens)?"
+    r"|cache_(read|creation)_input(_audio)?_token_cost(_above_1hr)?(_above_\d+k_tokens)?)$"
+)
+DEFAULT_OUT = Path(__file__).resolve().parent.parent / "budget_manager" / "costs" / "prices.json"
+
+
+def read_source(source: str) -> bytes:
+    if source.startswith(("http://", "https://")):
+        import requests
+
+        response = requests.get(source, timeout=60)
+        response.raise_for_status()
+        return response.content
+    return Path(source).read_bytes()
+
+
+def select(table: dict[str, object]) -> dict[str, dict[str, object]]:
+    models: dict[str, dict[str, object]] = {}
+    for name, entry in sorted(table.items()):
+        if name == "sample_spec" or not isinstance(entry, dict) or entry.get("mode") not in MODES:
+            continue
+        kept = {k: v for k, v in entry.items() if KEEP.match(k)}
+        if "input_cost_per_token" in kept or "output_cost_per_token" in kept:
+            models[name] = kept
+    return models
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("source", help="path or URL of model_prices_and_context_window.json")
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--label", help="how to name the source in the data file (default: it)")
+    args = parser.parse_args(argv)
+    raw = read_source(args.source)
+    models = select(json.loads(raw))
+    if len(models) < 100:
+        print(f"refusing: only {len(models)} priced chat models in {args.source}", file=sys.stderr)
+        return 1
+    document = {
+        "metadata": {
+            "source": args.label or args.source,
+            "source_sha256": hashlib.sha256(raw).hexdigest(),
+            "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "models": len(models),
+        },
+        "models": models,
+    }
+    text = json.dumps(document, indent=1, sort_keys=False) + "\n"
+    args.out.write_text(text, encoding="utf-8")
+    print(f"wrote {len(models)} models to {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
