@@ -178,4 +178,3 @@ def _counted_usage(
         "completion_tokens": completion_tokens,
         "total_tokens": prompt + completion_tokens,
     }
-

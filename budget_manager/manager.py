@@ -40,7 +40,9 @@ class BudgetManager:
         **options: Any,
     ) -> None:
         if not isinstance(project_name, str) or not project_name:
-            raise InvalidInputError(f"project_name must be a non-empty string, got {project_name!r}")
+            raise InvalidInputError(
+                f"project_name must be a non-empty string, got {project_name!r}"
+            )
         if client_type not in ("local", "hosted"):
             raise InvalidInputError(f'client_type must be "local" or "hosted", got {client_type!r}')
         self.project_name = project_name
@@ -58,10 +60,10 @@ class BudgetManager:
         if store is not None:
             return store_from_url(store, self.project_name, **options)
         if self.client_type == "hosted":
-            from .stores.hosted import HostedStore
-
-            return HostedStore.for_project(self.project_name, self.api_base, self.headers, **options)
-        return JsonFileStore(path if path is not None else default_path(self.project_name), **options)
+            raise InvalidInputError('client_type="hosted" is not available yet')
+        return JsonFileStore(
+            path if path is not None else default_path(self.project_name), **options
+        )
 
     @property
     def store(self) -> BudgetStore:

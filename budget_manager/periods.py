@@ -126,16 +126,25 @@ def period_bounds(period: Period, anchor: float, when: float) -> tuple[float, fl
         elif anchor + (k + 1) * period.seconds <= when:
             k += 1
         return anchor + k * period.seconds, anchor + (k + 1) * period.seconds
+    # Month arithmetic happens on dates; the result is the anchor moved by whole days, so the
+    # anchor's sub-microsecond digits (lost in a datetime) are kept exactly.
     origin = to_datetime(anchor)
     target = to_datetime(when)
-    months = (target.year - origin.year) * 12 + (target.month - origin.month)
-    k = months // period.months
-    start_dt = _shift(origin, k * period.months)
-    if start_dt.timestamp() > when:
+    k = ((target.year - origin.year) * 12 + (target.month - origin.month)) // period.months
+    start = _month_boundary(origin, anchor, k * period.months)
+    if start > when:
         k -= 1
-        start_dt = _shift(origin, k * period.months)
-    end_dt = _shift(origin, (k + 1) * period.months)
-    return start_dt.timestamp(), end_dt.timestamp()
+    elif _month_boundary(origin, anchor, (k + 1) * period.months) <= when:
+        k += 1
+    return (
+        _month_boundary(origin, anchor, k * period.months),
+        _month_boundary(origin, anchor, (k + 1) * period.months),
+    )
+
+
+def _month_boundary(origin: datetime, anchor: float, months: int) -> float:
+    days = (_shift(origin, months).date() - origin.date()).days
+    return anchor + days * SECONDS_PER_DAY
 
 
 def _shift(origin: datetime, months: int) -> datetime:

@@ -135,7 +135,9 @@ def new_record(total_budget: Decimal, period: Period | None, created_at: float) 
     """A fresh budget whose first period starts at ``created_at``."""
     if period is None:
         return UserRecord(total_budget)
-    return UserRecord(total_budget, period=period, created_at=created_at, last_updated_at=created_at)
+    return UserRecord(
+        total_budget, period=period, created_at=created_at, last_updated_at=created_at
+    )
 
 
 def roll(record: UserRecord, now: float) -> bool:
@@ -256,7 +258,7 @@ def _timestamp(value: Any, what: str) -> float | None:
 
 
 def _plain_number(value: Any) -> float | int:
-    return float(value) if isinstance(value, Decimal) else value  # type: ignore[no-any-return]
+    return float(value) if isinstance(value, Decimal) else value
 
 
 def dump_user_dict(records: dict[str, UserRecord]) -> str:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import math
 import os
 import tempfile
 import threading
@@ -53,7 +54,9 @@ def get_encoding(name: str) -> tiktoken.Encoding:
 
 def _load(name: str) -> tiktoken.Encoding:
     if name not in ENCODING_SHA256:
-        raise TokenizerUnavailableError(f"unknown encoding {name!r}; known: {sorted(ENCODING_SHA256)}")
+        raise TokenizerUnavailableError(
+            f"unknown encoding {name!r}; known: {sorted(ENCODING_SHA256)}"
+        )
     try:
         import tiktoken
     except ImportError as exc:  # pragma: no cover - tiktoken is a core dependency
@@ -138,7 +141,8 @@ def _local_candidates(name: str) -> Iterable[Path]:
 def _download(url: str, name: str, expected: str) -> bytes:
     if os.environ.get("BUDGET_MANAGER_OFFLINE"):
         raise TokenizerUnavailableError(
-            f"no verified copy of the {name} encoding is available offline. " + _FIX.format(name=name)
+            f"no verified copy of the {name} encoding is available offline. "
+            + _FIX.format(name=name)
         )
     import requests
 
@@ -156,7 +160,17 @@ def _download(url: str, name: str, expected: str) -> bytes:
 
 
 # -- which encoding a model uses ----------------------------------------------------------------
-_O200K_PREFIXES = ("gpt-4o", "gpt-4.1", "gpt-4.5", "gpt-5", "o1", "o3", "o4", "chatgpt-4o", "gpt-oss")
+_O200K_PREFIXES = (
+    "gpt-4o",
+    "gpt-4.1",
+    "gpt-4.5",
+    "gpt-5",
+    "o1",
+    "o3",
+    "o4",
+    "chatgpt-4o",
+    "gpt-oss",
+)
 
 
 def encoding_name_for(model: str) -> str:
@@ -256,10 +270,8 @@ def _dimension(part: Mapping[str, Any], spec: Any, key: str) -> int | None:
 def _tiles(width: int, height: int) -> int:
     # Fit in 2048x2048, then scale the shortest side down to 768, then count 512px tiles.
     scale = min(1.0, 2048 / max(width, height))
-    width, height = width * scale, height * scale
-    scale = min(1.0, 768 / min(width, height))
-    width, height = width * scale, height * scale
-    return -(-int(width) // 512) * -(-int(height) // 512)
+    scale *= min(1.0, 768 / (min(width, height) * scale))
+    return math.ceil(width * scale / 512) * math.ceil(height * scale / 512)
 
 
 def _count_tool_call(model: str, call: Any) -> int:

@@ -13,5 +13,7 @@ def ensure_endpoint() -> str:
         from openai_stub import start_in_thread
 
         os.environ["OPENAI_BASE_URL"] = start_in_thread().url
-        print(f"(no OPENAI_BASE_URL set: using a local test server at {os.environ['OPENAI_BASE_URL']})")
+        print(
+            f"(no OPENAI_BASE_URL set: using a local test server at {os.environ['OPENAI_BASE_URL']})"
+        )
     return os.environ["OPENAI_BASE_URL"]

@@ -25,7 +25,9 @@ print("spent on Jan 31:", budget_manager.get_current_cost(user))
 for day in ("2024-02-28T08:59:59", "2024-02-29T09:00:00", "2024-03-31T09:00:00"):
     now = at(day)
     reset_at = datetime.fromtimestamp(budget_manager.get_reset_at(user) or 0, timezone.utc)
-    print(f"{day}: spent {budget_manager.get_current_cost(user)}, next reset {reset_at:%Y-%m-%d %H:%M}")
+    print(
+        f"{day}: spent {budget_manager.get_current_cost(user)}, next reset {reset_at:%Y-%m-%d %H:%M}"
+    )
     budget_manager.update_cost(user=user, model="gpt-4o", input_text="hi", output_text="hello")
 
 budget_manager.create_budget(total_budget=1, user="burst", duration="12h")

@@ -39,5 +39,7 @@ for user in ("alice", "bob"):
         )
 
 for user in users.get_users():
-    print(f"{user}: spent ${users.get_current_cost(user):.6f}, by model {users.get_model_cost(user)}")
+    print(
+        f"{user}: spent ${users.get_current_cost(user):.6f}, by model {users.get_model_cost(user)}"
+    )
 print("saved:", users.save_data())

@@ -12,6 +12,7 @@ steer it for tests: ``X-Stub-Status: 503`` answers that status, ``X-Stub-Delay: 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import threading
 import time
@@ -123,10 +124,8 @@ def main() -> None:
     args = parser.parse_args()
     server = StubServer(args.port)
     print(server.url, flush=True)
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         server.serve_forever()
-    except KeyboardInterrupt:
-        pass
 
 
 if __name__ == "__main__":

@@ -38,11 +38,13 @@ def usage_cost(prices: ModelPrices, usage: Usage) -> tuple[Decimal, Decimal]:
         )
     prompt_cost = multiply(input_price, uncached)
     if usage.cache_read_tokens:
-        prompt_cost += multiply(read_price if read_price is not None else input_price,
-                                usage.cache_read_tokens)
+        prompt_cost += multiply(
+            read_price if read_price is not None else input_price, usage.cache_read_tokens
+        )
     if usage.cache_write_tokens:
-        prompt_cost += multiply(write_price if write_price is not None else input_price,
-                                usage.cache_write_tokens)
+        prompt_cost += multiply(
+            write_price if write_price is not None else input_price, usage.cache_write_tokens
+        )
 
     if usage.reasoning_tokens and prices.reasoning is not None:
         plain = max(usage.completion_tokens - usage.reasoning_tokens, 0)
@@ -50,5 +52,7 @@ def usage_cost(prices: ModelPrices, usage: Usage) -> tuple[Decimal, Decimal]:
             prices.reasoning, usage.reasoning_tokens
         )
     else:
-        completion_cost = multiply(output_price, usage.completion_tokens) if usage.completion_tokens else ZERO
+        completion_cost = (
+            multiply(output_price, usage.completion_tokens) if usage.completion_tokens else ZERO
+        )
     return prompt_cost, completion_cost

@@ -58,7 +58,9 @@ class PriceTable:
             if not isinstance(name, str) or not name:
                 raise InvalidInputError(f"model names must be non-empty strings, got {name!r}")
             if not isinstance(entry, Mapping):
-                raise InvalidInputError(f"the price entry of {name!r} must be a dict, got {entry!r}")
+                raise InvalidInputError(
+                    f"the price entry of {name!r} must be a dict, got {entry!r}"
+                )
             key = self._resolve(name) or name
             updated = {**table.get(key, {}), **_validated(name, entry)}
             if "input_cost_per_token" not in updated and "output_cost_per_token" not in updated:

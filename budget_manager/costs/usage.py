@@ -63,7 +63,9 @@ def _chat_usage(usage: Any) -> Usage:
     # OpenAI chat completions (and LiteLLM's ModelResponse, which may add Anthropic's cache keys).
     prompt_details = field(usage, "prompt_tokens_details")
     completion_details = field(usage, "completion_tokens_details")
-    cache_read = _tokens(prompt_details, "cached_tokens") or _tokens(usage, "cache_read_input_tokens")
+    cache_read = _tokens(prompt_details, "cached_tokens") or _tokens(
+        usage, "cache_read_input_tokens"
+    )
     return Usage(
         prompt_tokens=_tokens(usage, "prompt_tokens"),
         completion_tokens=_tokens(usage, "completion_tokens"),

@@ -52,7 +52,13 @@ class BudgetStore(ABC):
         """
 
     def charge(
-        self, user: str, model: str | None, amount: Decimal, now: float, *, within_budget: bool = False
+        self,
+        user: str,
+        model: str | None,
+        amount: Decimal,
+        now: float,
+        *,
+        within_budget: bool = False,
     ) -> UserRecord:
         """Add ``amount`` to the user's spend in the period containing ``now``.
 

@@ -16,6 +16,7 @@ a new snapshot ("compaction") and replaced by an empty one.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import fcntl
 import json
 import os
@@ -166,7 +167,10 @@ class JsonFileStore(BudgetStore):
                 f"{str(self.path)!r} is not a budget file: its top level is a "
                 f"{type(data).__name__}, not an object of users; it was left untouched"
             )
-        records = {str(user): from_json(str(user), record) for user, record in data.items()}
+        try:
+            records = {str(user): from_json(str(user), record) for user, record in data.items()}
+        except CorruptStoreError as exc:
+            raise CorruptStoreError(f"{str(self.path)!r}: {exc}; it was left untouched") from None
         return records, len(raw)
 
     def _replay(self, size: int, exclusive: bool) -> None:
@@ -222,10 +226,8 @@ class JsonFileStore(BudgetStore):
             if self._fsync:
                 os.fsync(self._journal_fd)
         except OSError as exc:
-            try:
+            with contextlib.suppress(OSError):
                 os.ftruncate(self._journal_fd, self._offset)
-            except OSError:
-                pass
             raise StoreError(f"cannot append to {self._journal_path!r}: {exc}") from exc
         self._offset += len(line)
 
@@ -244,7 +246,9 @@ class JsonFileStore(BudgetStore):
                 out.write(data)
                 out.flush()
                 os.fsync(out.fileno())
-            fd = os.open(journal_tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644)
+            fd = os.open(
+                journal_tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
+            )
         except OSError as exc:
             _remove(snapshot_tmp)
             raise StoreError(f"cannot write {snapshot_tmp!r}: {exc}") from exc
@@ -343,10 +347,8 @@ class JsonFileStore(BudgetStore):
             if self._closed:
                 return
             if self._pid == os.getpid():
-                try:
+                with contextlib.suppress(StoreError):
                     self.save()
-                except StoreError:
-                    pass
                 for fd in (self._journal_fd, self._lock_fd):
                     if fd >= 0:
                         os.close(fd)
@@ -355,10 +357,8 @@ class JsonFileStore(BudgetStore):
 
 
 def _remove(path: str) -> None:
-    try:
+    with contextlib.suppress(OSError):
         os.unlink(path)
-    except OSError:
-        pass
 
 
 def _fsync_dir(folder: Path) -> None:

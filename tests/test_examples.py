@@ -1,0 +1,65 @@
+"""Every example runs as a script against a real HTTP server on loopback."""
+
+import os
+import subprocess
+import sys
+
+import pytest
+from conftest import EXAMPLES
+
+
+def run(name: str, cwd, **env: str) -> str:
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / name)],
+        cwd=cwd,
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    return result.stdout
+
+
+def test_quickstart_spends_then_is_refused(stub, tmp_path):
+    out = run("quickstart.py", tmp_path, OPENAI_BASE_URL=stub.url).splitlines()
+    assert float(out[0]) > 0.001
+    assert out[1].startswith("refused: Budget has been exceeded!")
+
+
+def test_per_user_budget(stub, tmp_path):
+    out = run("per_user_budget.py", tmp_path, OPENAI_BASE_URL=stub.url)
+    assert "user 1234 has spent $0.0000" in out
+    assert (tmp_path / "user_cost_test_project.json").exists()
+    run("per_user_budget.py", tmp_path, OPENAI_BASE_URL=stub.url)  # the user now exists
+
+
+def test_text_input_output(tmp_path):
+    assert float(run("text_input_output.py", tmp_path)) == pytest.approx(1.8e-05)
+
+
+def test_durations(tmp_path):
+    out = run("durations.py", tmp_path)
+    assert "2024-02-29T09:00:00: spent 0.0, next reset 2024-03-31 09:00" in out
+    assert "2024-02-28T08:59:59: spent 4e-05, next reset 2024-02-29 09:00" in out
+
+
+def test_main_example_with_its_own_server(tmp_path):
+    env = {k: v for k, v in os.environ.items() if k != "OPENAI_BASE_URL"}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / "main.py")],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "alice is out of budget" in result.stdout
+    assert "global cap reached, call refused" in result.stdout
+    assert "saved: {'status': 'success'}" in result.stdout
+
+
+def test_main_example_against_a_given_endpoint(stub, tmp_path):
+    out = run("main.py", tmp_path, OPENAI_BASE_URL=stub.url)
+    assert f"endpoint: {stub.url}" in out
