@@ -88,6 +88,21 @@ def _record():
     return new_record(to_money(1), None, 0.0)
 
 
+def test_the_main_file_catches_up_in_the_background(tmp_path):
+    path = tmp_path / "bg.json"
+    m = manager(str(path))
+    m.create_budget(1, "u")
+    m.update_cost(user="u", completion_obj=RESPONSE)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        if path.exists() and json.loads(path.read_text()).get("u", {}).get("current_cost") == PRICE:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the main file was not brought up to date")
+    assert Path(str(path) + ".journal").stat().st_size == 0
+
+
 def test_extra_keys_in_records_are_kept(tmp_path):
     path = tmp_path / "user_cost.json"
     path.write_text(json.dumps({"u": {"total_budget": 5, "team": "red", "tags": ["a"]}}))

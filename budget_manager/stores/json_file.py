@@ -9,8 +9,9 @@ Layout, for ``budgets.json``:
   the number of users. Replaying the journal over the snapshot is idempotent.
 - ``budgets.json.lock``: ``flock`` target; writers hold it exclusively, catching-up readers shared.
 
-When the journal outgrows the snapshot (and on ``save()`` and at exit) the journal is folded into
-a new snapshot ("compaction") and replaced by an empty one.
+When the journal outgrows the snapshot, about a second after the last change (in a background
+thread), on ``save()`` and at exit, the journal is folded into a new snapshot ("compaction") and
+replaced by an empty one.
 """
 
 from __future__ import annotations
@@ -19,9 +20,11 @@ import atexit
 import contextlib
 import fcntl
 import json
+import logging
 import os
 import re
 import threading
+import time
 import uuid
 import weakref
 from collections.abc import Callable
@@ -34,6 +37,8 @@ from ..records import UserRecord, dump_user_dict, from_json, loads, roll, to_jso
 from .base import BudgetStore, register
 
 MIN_COMPACT_BYTES = 1 << 20
+FLUSH_AFTER = 1.0
+logger = logging.getLogger("budget_manager")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
@@ -54,8 +59,18 @@ class JsonFileStore(BudgetStore):
     schemes = ("json", "file")
 
     def __init__(
-        self, path: str | os.PathLike[str], *, fsync: bool = False, compact_bytes: int | None = None
+        self,
+        path: str | os.PathLike[str],
+        *,
+        fsync: bool = False,
+        compact_bytes: int | None = None,
+        flush_after: float | None = FLUSH_AFTER,
     ) -> None:
+        """``fsync``: fsync every journal append (power-loss durability; slower).
+        ``compact_bytes``: smallest journal size that triggers a compaction.
+        ``flush_after``: seconds after a change when a background thread brings the main file up
+        to date, as LiteLLM's own background saves do (None: only on save(), close() and exit).
+        """
         self.path = Path(path).absolute()
         self._journal_path = str(self.path) + ".journal"
         self._lock_path = str(self.path) + ".lock"
@@ -68,6 +83,9 @@ class JsonFileStore(BudgetStore):
         self._snapshot_size = 0
         self._lock_fd = -1
         self._closed = False
+        self._flush_after = flush_after
+        self._flush_timer: threading.Timer | None = None
+        self._compact_seconds = 0.0
         self._open()
         _LIVE.add(self)
 
@@ -234,9 +252,26 @@ class JsonFileStore(BudgetStore):
     def _maybe_compact(self) -> None:
         if self._offset > max(self._min_compact, self._snapshot_size):
             self._compact()
+        elif self._offset and self._flush_after is not None and self._flush_timer is None:
+            # Keep compactions of big files to about a tenth of the time.
+            delay = max(self._flush_after, 10 * self._compact_seconds)
+            self._flush_timer = threading.Timer(delay, self._background_flush)
+            self._flush_timer.daemon = True
+            self._flush_timer.start()
+
+    def _background_flush(self) -> None:
+        with self._mutex:
+            self._flush_timer = None
+            if self._closed or self._pid != os.getpid():
+                return
+            try:
+                self.save()
+            except Exception:
+                logger.exception("background save of %s failed", self.path)
 
     def _compact(self) -> None:
         """Fold the journal into a new snapshot (holding the exclusive lock)."""
+        started = time.perf_counter()
         data = dump_user_dict(self._records).encode()
         tag = f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         snapshot_tmp = str(self.path) + tag
@@ -262,6 +297,7 @@ class JsonFileStore(BudgetStore):
         self._journal_ino = os.fstat(fd).st_ino
         self._offset = 0
         self._snapshot_size = len(data)
+        self._compact_seconds = time.perf_counter() - started
 
     def _remove_stale_temporaries(self) -> None:
         # Left by a process killed mid-compaction; we hold the exclusive lock, so none is live.
@@ -346,6 +382,9 @@ class JsonFileStore(BudgetStore):
         with self._mutex:
             if self._closed:
                 return
+            if self._flush_timer is not None:
+                self._flush_timer.cancel()
+                self._flush_timer = None
             if self._pid == os.getpid():
                 with contextlib.suppress(StoreError):
                     self.save()
@@ -379,6 +418,7 @@ def _after_fork_in_child() -> None:
     # A lock held by a parent thread at fork time would never be released in the child.
     for store in list(_LIVE):
         store._mutex = threading.RLock()
+        store._flush_timer = None  # the timer thread did not survive the fork
 
 
 os.register_at_fork(after_in_child=_after_fork_in_child)
