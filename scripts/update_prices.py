@@ -21,11 +21,12 @@ from pathlib import Path
 
 MODES = {"chat", "completion", "responses"}
 KEEP = re.compile(
-    r"^(litellm_provider|mode"
-    r"|(input|output)_cost_per_(token|reasoning_token|audio_token|image_token)"
-    r"(_above_\d+k_tokens)?"
-    r"|cache_(read|creation)_input(_audio)?_token_cost(_above_1hr)?(_above_\d+k_tokens)?)$"
+    r"^(litellm_provider|mode|tiered_pricing|off_peak_pricing|provider_specific_entry"
+    r"|((input|output)_cost_per_(token|audio_token|image_token)|output_cost_per_reasoning_token"
+    r"|cache_(read|creation)_input(_audio)?_token_cost)"
+    r"(_above_(1|12)hr)?(_above_\d+k?_tokens)?(_priority|_flex|_balanced|_ultrafast)?)$"
 )
+PRICED = ("input_cost_per_token", "output_cost_per_token", "tiered_pricing")
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "budget_manager" / "costs" / "prices.json"
 
 
@@ -45,7 +46,7 @@ def select(table: dict[str, object]) -> dict[str, dict[str, object]]:
         if name == "sample_spec" or not isinstance(entry, dict) or entry.get("mode") not in MODES:
             continue
         kept = {k: v for k, v in entry.items() if KEEP.match(k)}
-        if "input_cost_per_token" in kept or "output_cost_per_token" in kept:
+        if any(key in kept for key in PRICED):
             models[name] = kept
     return models
 

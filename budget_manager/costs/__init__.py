@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 from .. import tokens
 from ..errors import InvalidInputError, UnknownModelError
 from ..money import to_float
 from .calculate import usage_cost
+from .streams import fold, is_stream
 from .table import TABLE, Entry
-from .usage import Usage, model_of, usage_of
+from .usage import Usage, model_of, read_usage, usage_of
 
 model_cost: Mapping[str, Entry] = TABLE.view()
 
@@ -24,27 +28,103 @@ def register_model(prices: Mapping[str, Entry]) -> None:
     TABLE.register(prices)
 
 
+def load_cost_table(
+    source: str | os.PathLike[str], *, merge: bool = False, timeout: float = 30.0
+) -> int:
+    """Replace the price table with the one at ``source`` (a path or an http(s) URL of a
+    LiteLLM-format ``model_prices_and_context_window.json``), or with ``merge=True`` add its
+    models to the current one. The document is validated whole before anything changes: a bad or
+    partial one raises InvalidInputError and leaves the table as it was. Returns the number of
+    models read."""
+    text = os.fspath(source)
+    if text.startswith(("http://", "https://")):
+        import requests
+
+        try:
+            reply = requests.get(text, timeout=timeout)
+            reply.raise_for_status()
+        except requests.RequestException as error:
+            raise InvalidInputError(f"could not download the price table {text}: {error}") from None
+        raw = reply.content
+    else:
+        try:
+            raw = Path(text).read_bytes()
+        except OSError as error:
+            raise InvalidInputError(f"could not read the price table {text}: {error}") from None
+    try:
+        document = json.loads(raw)
+    except ValueError as error:
+        raise InvalidInputError(f"price table {text} is not valid JSON: {error}") from None
+    return TABLE.load(document, merge=merge, source=text)
+
+
 def cost_per_token(
-    model: str, prompt_tokens: int = 0, completion_tokens: int = 0
+    model: str = "",
+    prompt_tokens: int = 0,
+    completion_tokens: int = 0,
+    *,
+    cache_creation_input_tokens: int | None = 0,
+    cache_read_input_tokens: int | None = 0,
+    usage_object: Any = None,
+    service_tier: str | None = None,
+    custom_llm_provider: str | None = None,
+    **_ignored: Any,
 ) -> tuple[float, float]:
-    """``(prompt cost, completion cost)`` in USD for the given token counts of ``model``."""
-    usage = Usage(
-        prompt_tokens=_count(prompt_tokens, "prompt_tokens"),
-        completion_tokens=_count(completion_tokens, "completion_tokens"),
-    )
-    prompt, completion = usage_cost(TABLE.prices(model)[1], usage)
+    """``(prompt cost, completion cost)`` in USD for the given token counts of ``model``.
+
+    ``prompt_tokens`` includes cached ones (``cache_read_input_tokens``) and cache writes
+    (``cache_creation_input_tokens``); ``usage_object`` (any usage shape) replaces the counts.
+    """
+    if usage_object is not None:
+        usage = read_usage(usage_object, service_tier)
+    else:
+        usage = Usage(
+            prompt_tokens=_count(prompt_tokens, "prompt_tokens"),
+            completion_tokens=_count(completion_tokens, "completion_tokens"),
+            cache_read_tokens=_count(cache_read_input_tokens or 0, "cache_read_input_tokens"),
+            cache_write_tokens=_count(
+                cache_creation_input_tokens or 0, "cache_creation_input_tokens"
+            ),
+            service_tier=service_tier,
+        )
+    prompt, completion = usage_cost(_prices(model, custom_llm_provider), usage)
     return to_float(prompt), to_float(completion)
 
 
-def response_cost(response: Any, default_model: str | None = None) -> tuple[str, Decimal]:
-    """``(model, exact USD cost)`` of one response; the response's model wins over the default."""
+def response_cost(
+    response: Any,
+    default_model: str | None = None,
+    *,
+    now: float | None = None,
+    messages: Iterable[Mapping[str, Any]] | None = None,
+) -> tuple[str, Decimal]:
+    """``(model, exact USD cost)`` of one response (or stream of chunks); the response's model
+    wins over the default when the table knows it."""
+    if is_stream(response):
+        return _stream_cost(response, default_model, now, messages)
     usage = usage_of(response)
-    model = model_of(response)
-    if model is None or not TABLE.knows(model):
-        model = default_model or model
-    if model is None:
-        raise InvalidInputError("the response names no model; pass model= to price it")
-    prompt, completion = usage_cost(TABLE.prices(model)[1], usage)
+    model = _model(model_of(response), default_model)
+    prompt, completion = usage_cost(TABLE.prices(model)[1], usage, now)
+    return model, prompt + completion
+
+
+def _stream_cost(
+    chunks: Any,
+    default_model: str | None,
+    now: float | None,
+    messages: Iterable[Mapping[str, Any]] | None,
+) -> tuple[str, Decimal]:
+    folded = fold(chunks)
+    model = _model(folded.model, default_model)
+    prices = TABLE.prices(model)[1]
+    if folded.usage is not None:
+        usage = read_usage(folded.usage, folded.service_tier)
+    else:
+        usage = Usage(
+            prompt_tokens=tokens.count_messages(model, messages) if messages else 0,
+            completion_tokens=tokens.count_text(model, folded.text),
+        )
+    prompt, completion = usage_cost(prices, usage, now)
     return model, prompt + completion
 
 
@@ -74,22 +154,43 @@ def completion_cost(
     prompt: str = "",
     completion: str = "",
     messages: Iterable[Mapping[str, Any]] | None = None,
+    **_ignored: Any,
 ) -> float:
-    """USD cost of one response, or of ``model`` with ``prompt``/``messages`` and ``completion`` text."""
+    """USD cost of one response (or list/iterator of streamed chunks), or of ``model`` with
+    ``prompt``/``messages`` and ``completion`` text."""
     if completion_response is not None:
-        return to_float(response_cost(completion_response, model)[1])
+        return to_float(response_cost(completion_response, model, messages=messages)[1])
     if model is None:
         raise InvalidInputError("completion_cost needs a response, or model= with text")
     if messages is not None:
-        prompt_cost = messages_cost(model, messages)
-        usage = Usage(completion_tokens=tokens.count_text(model, completion))
-        return to_float(prompt_cost + usage_cost(TABLE.prices(model)[1], usage)[1])
+        prices = TABLE.prices(model)[1]
+        usage = Usage(
+            prompt_tokens=tokens.count_messages(model, messages),
+            completion_tokens=tokens.count_text(model, completion),
+        )
+        prompt_cost, completion_part = usage_cost(prices, usage)
+        return to_float(prompt_cost + completion_part)
     return to_float(text_cost(model, prompt, completion))
 
 
 def require_price(model: str) -> None:
     """Raise UnknownModelError unless ``model`` has a price."""
     TABLE.prices(model)
+
+
+def _model(named: str | None, default: str | None) -> str:
+    model = named if named is not None and TABLE.knows(named) else default or named
+    if model is None:
+        raise InvalidInputError("the response names no model; pass model= to price it")
+    return model
+
+
+def _prices(model: str, provider: str | None) -> Any:
+    if provider and isinstance(model, str) and not model.startswith(provider + "/"):
+        prefixed = f"{provider}/{model}"
+        if TABLE.knows(prefixed):
+            return TABLE.prices(prefixed)[1]
+    return TABLE.prices(model)[1]
 
 
 def _count(value: object, what: str) -> int:
@@ -102,6 +203,7 @@ __all__ = [
     "UnknownModelError",
     "completion_cost",
     "cost_per_token",
+    "load_cost_table",
     "messages_cost",
     "model_cost",
     "register_model",

@@ -72,6 +72,20 @@ class PriceTable:
             table.update(merged)
             self._compiled.clear()
 
+    def load(self, document: object, *, merge: bool, source: str) -> int:
+        """Replace (or, with ``merge``, extend) the table with a LiteLLM-format price document,
+        validated whole first; returns the number of models read from it."""
+        models = _models_of(document, source)
+        table = self._table()
+        with self._lock:
+            if merge:
+                table.update(models)
+            else:
+                self._entries = models
+                self._metadata = {"source": source, "models": len(models)}
+            self._compiled.clear()
+        return len(models)
+
     # -- lookup --------------------------------------------------------------------------------
     def _resolve(self, model: str) -> str | None:
         table = self._table()
@@ -126,10 +140,35 @@ class _ReadOnlyTable(Mapping[str, Entry]):
         return f"<model_cost: {len(self)} models>"
 
 
+PRICED_KEYS = ("input_cost_per_token", "output_cost_per_token", "tiered_pricing")
+
+
+def _models_of(document: object, source: str) -> dict[str, dict[str, Any]]:
+    if isinstance(document, Mapping) and isinstance(document.get("models"), Mapping):
+        document = document["models"]  # the bundled format: {"metadata": ..., "models": ...}
+    if not isinstance(document, Mapping):
+        raise InvalidInputError(f"price table from {source} is not a JSON object of models")
+    models: dict[str, dict[str, Any]] = {}
+    for name, entry in document.items():
+        if name == "sample_spec" or not isinstance(entry, Mapping):
+            continue
+        if any(key in entry for key in PRICED_KEYS):
+            models[str(name)] = _validated(str(name), entry)
+    if not models:
+        raise InvalidInputError(f"price table from {source} prices no models")
+    return models
+
+
 def _validated(name: str, entry: Entry) -> dict[str, Any]:
     for key, value in entry.items():
-        if "cost" in key and not isinstance(value, Mapping):
-            to_money(value, f"{name}.{key}")  # raises, naming the key, unless a price >= 0
+        if "cost" not in key or value is None or isinstance(value, (Mapping, list)):
+            continue
+        if isinstance(value, str):
+            try:
+                value = float(value)
+            except ValueError:
+                raise InvalidInputError(f"{name}.{key} must be a number, got {value!r}") from None
+        to_money(value, f"{name}.{key}")  # raises, naming the key, unless a price >= 0
     return dict(entry)
 
 
