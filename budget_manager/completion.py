@@ -21,6 +21,7 @@ from .errors import (
 )
 from .money import ZERO, add, to_money
 from .response import ModelResponse
+from .stream import CompletionStream
 
 DEFAULT_API_BASE = "https://api.openai.com/v1"
 DEFAULT_TIMEOUT = 60.0
@@ -67,21 +68,27 @@ class _GlobalSpend:
 GLOBAL_SPEND = _GlobalSpend()
 
 
-def completion(model: str, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> ModelResponse:
+def completion(model: str, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
     """Send a chat completion to an OpenAI-compatible endpoint, within ``max_budget``.
 
     The endpoint is ``api_base`` (or ``base_url``), else ``OPENAI_BASE_URL`` / ``OPENAI_API_BASE``,
     else OpenAI's; the key ``api_key``, else ``OPENAI_API_KEY``. Other keyword arguments go into
     the request body. The call is refused (BudgetExceededError) when the spend so far exceeds
     ``budget_manager.max_budget``, and its cost is added to ``budget_manager._current_cost``.
+
+    With ``stream=True`` it returns an iterator of chunks (usage is requested from the endpoint);
+    the call's cost is added once the stream is consumed or closed, from the usage the last chunk
+    reports, else from the tokens of the prompt and of the text received.
     """
     _check_request(model, messages)
     GLOBAL_SPEND.check()
     costs.require_price(model)  # a call whose cost could not be accounted for is not sent
     client = {k: kwargs.pop(k) for k in _CLIENT_OPTIONS if k in kwargs}
-    if kwargs.get("stream"):
-        raise InvalidInputError("stream=True is not supported by completion(); omit it")
     body = {"model": model, "messages": list(messages), **kwargs}
+    if kwargs.get("stream"):
+        body.setdefault("stream_options", {"include_usage": True})
+        reply = _send(body, client, stream=True)
+        return CompletionStream(reply, model, list(messages), GLOBAL_SPEND.add)
     data = _post(body, client)
     response = ModelResponse(data)
     if response.get("usage") is None:
@@ -100,7 +107,8 @@ def _check_request(model: object, messages: object) -> None:
             raise InvalidInputError(f"each message needs a role, got {message!r}")
 
 
-def _post(body: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
+def _send(body: dict[str, Any], client: dict[str, Any], *, stream: bool = False) -> Any:
+    """POST the request; the reply once it has answered with a success status."""
     import requests
 
     base = (
@@ -119,7 +127,7 @@ def _post(body: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
     headers.update(client.get("extra_headers") or {})
     timeout = client.get("timeout", DEFAULT_TIMEOUT)
     try:
-        reply = requests.post(url, json=body, headers=headers, timeout=timeout)
+        reply = requests.post(url, json=body, headers=headers, timeout=timeout, stream=stream)
     except requests.Timeout as exc:
         raise APITimeoutError(f"{url} did not answer within {timeout} s") from exc
     except requests.RequestException as exc:
@@ -130,6 +138,12 @@ def _post(body: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
             status_code=reply.status_code,
             body=reply.text,
         )
+    return reply
+
+
+def _post(body: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
+    reply = _send(body, client)
+    url = reply.url
     try:
         data = reply.json()
     except ValueError:

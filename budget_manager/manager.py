@@ -134,7 +134,7 @@ class BudgetManager:
         if model is not None and (input_text is not None or output_text is not None):
             return model, costs.text_cost(model, input_text or "", output_text or "")
         if response is not None:
-            return costs.response_cost(response, model)
+            return costs.response_cost(response, model, now=self._clock())
         if model is not None:
             raise InvalidInputError("update_cost with model= also needs input_text and output_text")
         raise InvalidInputError(

@@ -50,14 +50,14 @@ def to_float(amount: Decimal | float | int) -> float:
 
 
 # Our own context, so a caller's decimal settings (precision, traps) never change the arithmetic.
-_CONTEXT = Context(prec=60, rounding=ROUND_HALF_EVEN)
+MONEY_CONTEXT = Context(prec=60, rounding=ROUND_HALF_EVEN)
 
 
 def add(a: Decimal, b: Decimal) -> Decimal:
     """Exact sum of two amounts."""
-    return _CONTEXT.add(a, b)
+    return MONEY_CONTEXT.add(a, b)
 
 
 def multiply(a: Decimal, b: Decimal | int) -> Decimal:
     """Exact product, e.g. a token count times a per-token price."""
-    return _CONTEXT.multiply(a, b)
+    return MONEY_CONTEXT.multiply(a, b)

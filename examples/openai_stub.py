@@ -6,7 +6,9 @@ prints ``http://127.0.0.1:PORT/v1`` and serves ``POST /v1/chat/completions`` (an
 ``/v1``): a fixed reply, with usage counted by tiktoken as OpenAI would report it. Request headers
 steer it for tests: ``X-Stub-Status: 503`` answers that status, ``X-Stub-Delay: 2.5`` waits,
 ``X-Stub-Body: garbage`` answers a non-JSON body, ``X-Stub-Usage: none`` omits usage,
-``X-Stub-Model: name`` reports another model. ``GET /stats`` tells how many completions it served.
+``X-Stub-Model: name`` reports another model. ``"stream": true`` streams the reply as server-sent
+events, with a final usage chunk when ``stream_options.include_usage`` asks for one.
+``GET /stats`` tells how many completions it served.
 """
 
 from __future__ import annotations
@@ -87,15 +89,43 @@ class _Handler(BaseHTTPRequestHandler):
                 }
             ],
         }
+        usage = None
         if self.headers.get("X-Stub-Usage") != "none":
             prompt = token_counter(model=model, messages=messages)
             completion = token_counter(model=model, text=REPLY)
-            reply["usage"] = {
+            usage = {
                 "prompt_tokens": prompt,
                 "completion_tokens": completion,
                 "total_tokens": prompt + completion,
             }
+        if request.get("stream"):
+            wants_usage = bool((request.get("stream_options") or {}).get("include_usage"))
+            self._stream(reply, usage if wants_usage else None)
+            return
+        if usage is not None:
+            reply["usage"] = usage
         self._json(200, reply)
+
+    def _stream(self, reply: dict[str, Any], usage: dict[str, int] | None) -> None:
+        self.send_response(200)
+        self.send_header("Content-Type", "text/event-stream")
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        base = {key: reply[key] for key in ("id", "created", "model")}
+        base["object"] = "chat.completion.chunk"
+        words = REPLY.split(" ")
+        for index, word in enumerate(words):
+            piece = word if index == 0 else " " + word
+            chunk = {**base, "choices": [{"index": 0, "delta": {"content": piece}}]}
+            self.wfile.write(f"data: {json.dumps(chunk)}\n\n".encode())
+        end = {**base, "choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]}
+        self.wfile.write(f"data: {json.dumps(end)}\n\n".encode())
+        if usage is not None:
+            final = {**base, "choices": [], "usage": usage}
+            self.wfile.write(f"data: {json.dumps(final)}\n\n".encode())
+        self.wfile.write(b"data: [DONE]\n\n")
+        self.wfile.flush()
 
 
 class StubServer(ThreadingHTTPServer):

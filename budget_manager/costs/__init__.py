@@ -11,7 +11,7 @@ from typing import Any
 
 from .. import tokens
 from ..errors import InvalidInputError, UnknownModelError
-from ..money import to_float
+from ..money import add, to_float
 from .calculate import usage_cost
 from .streams import fold, is_stream
 from .table import TABLE, Entry
@@ -105,7 +105,7 @@ def response_cost(
     usage = usage_of(response)
     model = _model(model_of(response), default_model)
     prompt, completion = usage_cost(TABLE.prices(model)[1], usage, now)
-    return model, prompt + completion
+    return model, add(prompt, completion)
 
 
 def _stream_cost(
@@ -125,7 +125,7 @@ def _stream_cost(
             completion_tokens=tokens.count_text(model, folded.text),
         )
     prompt, completion = usage_cost(prices, usage, now)
-    return model, prompt + completion
+    return model, add(prompt, completion)
 
 
 def text_cost(model: str, prompt_text: str, completion_text: str) -> Decimal:
@@ -138,7 +138,7 @@ def text_cost(model: str, prompt_text: str, completion_text: str) -> Decimal:
         completion_tokens=tokens.count_text(model, completion_text),
     )
     prompt, completion = usage_cost(prices, usage)
-    return prompt + completion
+    return add(prompt, completion)
 
 
 def messages_cost(model: str, messages: Iterable[Mapping[str, Any]]) -> Decimal:
@@ -169,7 +169,7 @@ def completion_cost(
             completion_tokens=tokens.count_text(model, completion),
         )
         prompt_cost, completion_part = usage_cost(prices, usage)
-        return to_float(prompt_cost + completion_part)
+        return to_float(add(prompt_cost, completion_part))
     return to_float(text_cost(model, prompt, completion))
 
 

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import replace
-from decimal import Decimal
+from decimal import Decimal, localcontext
 
-from ..money import ZERO, to_money
+from ..money import MONEY_CONTEXT, ZERO, to_money
 from .prices import ModelPrices, tier_suffix
 from .usage import Usage
 
@@ -28,7 +28,11 @@ def usage_cost(
     ``_above_Nk_tokens`` threshold or inside a ``tiered_pricing`` range bills wholly at that
     tier; service tiers and off-peak windows choose their own prices.
     """
-    moment = time.time() if now is None else now
+    with localcontext(MONEY_CONTEXT):  # exact whatever the caller's decimal settings
+        return _usage_cost(prices, usage, time.time() if now is None else now)
+
+
+def _usage_cost(prices: ModelPrices, usage: Usage, moment: float) -> tuple[Decimal, Decimal]:
     if prices.provider == "perplexity":
         return _perplexity(prices, usage, moment)
     if prices.provider.startswith("vertex_ai") and _has_128k_prices(prices):

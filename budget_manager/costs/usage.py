@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -39,13 +39,26 @@ def field(obj: Any, name: str) -> Any:
     """``obj[name]`` for mappings, ``obj.name`` for objects (SDK models), else None."""
     if obj is None:
         return None
-    if isinstance(obj, Mapping):
+    if type(obj) is dict or isinstance(obj, Mapping):
         return obj.get(name)
     return getattr(obj, name, None)
 
 
-def _tokens(obj: Any, name: str) -> int:
-    value = field(obj, name)
+def _getter(obj: Any) -> Callable[[str], Any]:
+    if obj is None:
+        return _nothing
+    if type(obj) is dict or isinstance(obj, Mapping):
+        return obj.get
+    return lambda name: getattr(obj, name, None)
+
+
+def _nothing(name: str) -> None:
+    return None
+
+
+def _tokens(value: Any, name: str) -> int:
+    if type(value) is int and value >= 0:
+        return value
     if value is None:
         return 0
     if isinstance(value, bool) or not isinstance(value, (int, float)):
@@ -55,8 +68,7 @@ def _tokens(obj: Any, name: str) -> int:
     return int(value)
 
 
-def _text(obj: Any, name: str) -> str | None:
-    value = field(obj, name)
+def _text(value: Any) -> str | None:
     return value if isinstance(value, str) and value else None
 
 
@@ -77,15 +89,17 @@ def read_usage(usage: Any, service_tier: Any = None) -> Usage:
         not isinstance(usage, Mapping) and not hasattr(usage, "__dict__")
     ):
         raise MissingUsageError(f"the response's usage is not an object: {usage!r}")
-    if field(usage, "prompt_tokens") is not None or field(usage, "completion_tokens") is not None:
-        read = _chat_usage(usage)
-    elif field(usage, "input_tokens") is not None or field(usage, "output_tokens") is not None:
-        read = _input_output_usage(usage)
+    get = _getter(usage)
+    if get("prompt_tokens") is not None or get("completion_tokens") is not None:
+        read = _chat_usage(get)
+    elif get("input_tokens") is not None or get("output_tokens") is not None:
+        read = _input_output_usage(get)
     else:
         raise MissingUsageError(f"the response's usage reports no token counts: {usage!r}")
-    read.service_tier = served_tier(service_tier, field(usage, "service_tier"))
-    read.inference_geo = _text(usage, "inference_geo")
-    read.speed = _text(usage, "speed")
+    if service_tier is not None or get("service_tier") is not None:
+        read.service_tier = served_tier(service_tier, get("service_tier"))
+    read.inference_geo = _text(get("inference_geo"))
+    read.speed = _text(get("speed"))
     return read
 
 
@@ -100,81 +114,91 @@ def served_tier(response_tier: Any, usage_tier: Any) -> str | None:
 def _ttl_counts(details: Any) -> dict[str, int] | None:
     if details is None:
         return None
+    get = _getter(details)
     return {
-        "5m": _tokens(details, "ephemeral_5m_input_tokens"),
-        "30m": _tokens(details, "ephemeral_30m_input_tokens"),
-        "1hr": _tokens(details, "ephemeral_1h_input_tokens"),
-        "12hr": _tokens(details, "ephemeral_12h_input_tokens"),
+        ttl: _tokens(get(f"ephemeral_{name}_input_tokens"), f"ephemeral_{name}_input_tokens")
+        for ttl, name in (("5m", "5m"), ("30m", "30m"), ("1hr", "1h"), ("12hr", "12h"))
     }
 
 
-def _chat_usage(usage: Any) -> Usage:
+def _chat_usage(get: Callable[[str], Any]) -> Usage:
     # OpenAI chat completions, and LiteLLM's ModelResponse, which may carry Anthropic's cache keys
     # (cache_read_input_tokens / cache_creation_input_tokens, counted inside prompt_tokens) or
     # DeepSeek's prompt_cache_hit_tokens.
-    prompt = field(usage, "prompt_tokens_details")
-    completion = field(usage, "completion_tokens_details")
-    cache_read = _tokens(prompt, "cached_tokens")
-    if isinstance(field(usage, "prompt_cache_hit_tokens"), int):
-        cache_read = _tokens(usage, "prompt_cache_hit_tokens")
-    if isinstance(field(usage, "cache_read_input_tokens"), int):
-        cache_read = _tokens(usage, "cache_read_input_tokens")
-    cache_write = _tokens(prompt, "cache_write_tokens") or _tokens(prompt, "cache_creation_tokens")
-    if isinstance(field(usage, "cache_creation_input_tokens"), int):
-        cache_write = _tokens(usage, "cache_creation_input_tokens")
-    reasoning = _tokens(completion, "reasoning_tokens") or _tokens(usage, "reasoning_tokens")
-    completion_tokens = _tokens(usage, "completion_tokens")
-    text_out = _tokens(completion, "text_tokens")
-    audio_out = _tokens(completion, "audio_tokens")
-    image_out = _tokens(completion, "image_tokens")
-    if text_out:
-        # Some providers count reasoning inside text_tokens too; bill it once.
-        reported = text_out + reasoning + audio_out + image_out
-        text_out -= min(reasoning, text_out, max(reported - completion_tokens, 0))
-    elif reasoning and completion is None:
-        text_out = max(0, completion_tokens - reasoning)
-    total = field(usage, "total_tokens")
-    return Usage(
-        prompt_tokens=_tokens(usage, "prompt_tokens"),
-        completion_tokens=completion_tokens,
-        cache_read_tokens=cache_read,
-        cache_write_tokens=cache_write,
-        cache_write_by_ttl=_ttl_counts(field(prompt, "cache_creation_token_details")),
-        reasoning_tokens=reasoning,
-        prompt_text_tokens=_tokens(prompt, "text_tokens"),
-        prompt_audio_tokens=_tokens(prompt, "audio_tokens"),
-        prompt_image_tokens=_tokens(prompt, "image_tokens"),
-        completion_text_tokens=text_out,
-        completion_audio_tokens=audio_out,
-        completion_image_tokens=image_out,
-        total_tokens=total if isinstance(total, int) and not isinstance(total, bool) else None,
+    usage = Usage(
+        prompt_tokens=_tokens(get("prompt_tokens"), "prompt_tokens"),
+        completion_tokens=_tokens(get("completion_tokens"), "completion_tokens"),
     )
+    total = get("total_tokens")
+    if type(total) is int:
+        usage.total_tokens = total
+    prompt_details = get("prompt_tokens_details")
+    if prompt_details is not None:
+        details = _getter(prompt_details)
+        usage.cache_read_tokens = _tokens(details("cached_tokens"), "cached_tokens")
+        usage.cache_write_tokens = _tokens(
+            details("cache_write_tokens"), "cache_write_tokens"
+        ) or _tokens(details("cache_creation_tokens"), "cache_creation_tokens")
+        usage.cache_write_by_ttl = _ttl_counts(details("cache_creation_token_details"))
+        usage.prompt_text_tokens = _tokens(details("text_tokens"), "text_tokens")
+        usage.prompt_audio_tokens = _tokens(details("audio_tokens"), "audio_tokens")
+        usage.prompt_image_tokens = _tokens(details("image_tokens"), "image_tokens")
+    for key in ("prompt_cache_hit_tokens", "cache_read_input_tokens"):
+        value = get(key)
+        if isinstance(value, int):
+            usage.cache_read_tokens = _tokens(value, key)
+    value = get("cache_creation_input_tokens")
+    if isinstance(value, int):
+        usage.cache_write_tokens = _tokens(value, "cache_creation_input_tokens")
+    completion_details = get("completion_tokens_details")
+    reasoning = 0
+    if completion_details is not None:
+        details = _getter(completion_details)
+        reasoning = _tokens(details("reasoning_tokens"), "reasoning_tokens")
+        text_out = _tokens(details("text_tokens"), "text_tokens")
+        audio_out = _tokens(details("audio_tokens"), "audio_tokens")
+        image_out = _tokens(details("image_tokens"), "image_tokens")
+        if text_out:
+            # Some providers count reasoning inside text_tokens too; bill it once.
+            reported = text_out + reasoning + audio_out + image_out
+            text_out -= min(reasoning, text_out, max(reported - usage.completion_tokens, 0))
+        usage.completion_text_tokens = text_out
+        usage.completion_audio_tokens = audio_out
+        usage.completion_image_tokens = image_out
+    usage.reasoning_tokens = reasoning or _tokens(get("reasoning_tokens"), "reasoning_tokens")
+    return usage
 
 
-def _input_output_usage(usage: Any) -> Usage:
-    input_details = field(usage, "input_tokens_details")
-    output_details = field(usage, "output_tokens_details")
-    if input_details is not None or output_details is not None or field(usage, "total_tokens"):
+def _input_output_usage(get: Callable[[str], Any]) -> Usage:
+    input_details = _getter(get("input_tokens_details"))
+    output_details = _getter(get("output_tokens_details"))
+    input_tokens = _tokens(get("input_tokens"), "input_tokens")
+    output_tokens = _tokens(get("output_tokens"), "output_tokens")
+    if (
+        get("input_tokens_details") is not None
+        or get("output_tokens_details") is not None
+        or get("total_tokens")
+    ):
         # OpenAI Responses API: input_tokens already includes the cached ones.
         return Usage(
-            prompt_tokens=_tokens(usage, "input_tokens"),
-            completion_tokens=_tokens(usage, "output_tokens"),
-            cache_read_tokens=_tokens(input_details, "cached_tokens"),
-            reasoning_tokens=_tokens(output_details, "reasoning_tokens"),
-            prompt_audio_tokens=_tokens(input_details, "audio_tokens"),
-            prompt_image_tokens=_tokens(input_details, "image_tokens"),
+            prompt_tokens=input_tokens,
+            completion_tokens=output_tokens,
+            cache_read_tokens=_tokens(input_details("cached_tokens"), "cached_tokens"),
+            reasoning_tokens=_tokens(output_details("reasoning_tokens"), "reasoning_tokens"),
+            prompt_audio_tokens=_tokens(input_details("audio_tokens"), "audio_tokens"),
+            prompt_image_tokens=_tokens(input_details("image_tokens"), "image_tokens"),
         )
     # Anthropic Messages: input_tokens excludes cache reads and writes.
-    cache_read = _tokens(usage, "cache_read_input_tokens")
-    cache_write = _tokens(usage, "cache_creation_input_tokens")
-    prompt_tokens = _tokens(usage, "input_tokens") + cache_read + cache_write
+    cache_read = _tokens(get("cache_read_input_tokens"), "cache_read_input_tokens")
+    cache_write = _tokens(get("cache_creation_input_tokens"), "cache_creation_input_tokens")
+    prompt_tokens = input_tokens + cache_read + cache_write
     return Usage(
         prompt_tokens=prompt_tokens,
-        completion_tokens=_tokens(usage, "output_tokens"),
+        completion_tokens=output_tokens,
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
-        cache_write_by_ttl=_ttl_counts(field(usage, "cache_creation")),
-        total_tokens=prompt_tokens + _tokens(usage, "output_tokens"),
+        cache_write_by_ttl=_ttl_counts(get("cache_creation")),
+        total_tokens=prompt_tokens + output_tokens,
     )
 
 
