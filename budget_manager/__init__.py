@@ -10,14 +10,14 @@ Module level:
 - ``_current_cost``: what those calls have cost so far in this process, in USD.
 - :func:`completion`: an OpenAI-compatible chat call that respects ``max_budget``.
 - :func:`cost_per_token`, :func:`completion_cost`, :func:`token_counter`: pricing and counting.
-- :func:`register_model`, ``model_cost``: the price table.
+- :func:`register_model`, :func:`load_cost_table`, ``model_cost``: the price table.
 - :class:`BudgetManager`: per-user budgets.
 """
 
 from __future__ import annotations
 
 from .completion import completion
-from .costs import completion_cost, cost_per_token, model_cost, register_model
+from .costs import completion_cost, cost_per_token, load_cost_table, model_cost, register_model
 from .errors import (
     APIConnectionError,
     APIError,
@@ -67,6 +67,7 @@ __all__ = [
     "completion",
     "completion_cost",
     "cost_per_token",
+    "load_cost_table",
     "max_budget",
     "model_cost",
     "register_model",

@@ -130,3 +130,47 @@ def test_bad_messages_are_rejected_before_sending(stub, stub_url, messages):
     with pytest.raises(ValueError):
         completion(model="gpt-4o", messages=messages)
     assert served(stub) == before
+
+
+def test_a_stream_yields_chunks_and_charges_the_reported_usage_at_the_end(stub_url):
+    plain = completion(model="gpt-4o", messages=MESSAGES)
+    budget_manager._current_cost = 0.0
+    stream = completion(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert budget_manager._current_cost == 0.0  # nothing charged before the call has ended
+    pieces = [chunk.choices[0].delta.get("content") for chunk in stream if chunk.choices]
+    assert "".join(p for p in pieces if p) == plain.choices[0].message.content
+    assert stream.cost == pytest.approx(completion_cost(plain), rel=1e-12)
+    assert budget_manager._current_cost == pytest.approx(completion_cost(plain), rel=1e-12)
+    stream.close()  # closing again charges nothing more
+    assert budget_manager._current_cost == pytest.approx(completion_cost(plain), rel=1e-12)
+
+
+def test_a_stream_without_usage_is_priced_from_its_tokens(stub_url):
+    with completion(
+        model="gpt-4o", messages=MESSAGES, stream=True, extra_headers={"X-Stub-Usage": "none"}
+    ) as stream:
+        text = "".join(c.choices[0].delta.get("content") or "" for c in stream if c.choices)
+    expected = completion_cost(model="gpt-4o", messages=MESSAGES, completion=text)
+    assert stream.cost == pytest.approx(expected, rel=1e-12)
+    assert budget_manager._current_cost == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_stream_left_early_still_charges_what_arrived(stub_url):
+    stream = completion(
+        model="gpt-4o", messages=MESSAGES, stream=True, extra_headers={"X-Stub-Usage": "none"}
+    )
+    first = next(stream)
+    stream.close()
+    expected = completion_cost(
+        model="gpt-4o", messages=MESSAGES, completion=first.choices[0].delta.content
+    )
+    assert budget_manager._current_cost == pytest.approx(expected, rel=1e-12)
+
+
+def test_a_stream_is_refused_over_the_cap(stub, stub_url):
+    budget_manager.max_budget = 0.0
+    budget_manager._current_cost = 0.01
+    before = served(stub)
+    with pytest.raises(BudgetExceededError):
+        completion(model="gpt-4o", messages=MESSAGES, stream=True)
+    assert served(stub) == before

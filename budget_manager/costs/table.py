@@ -39,6 +39,12 @@ class PriceTable:
                 entries = self._entries
         return entries
 
+    def reset(self) -> None:
+        """Drop run-time changes: the bundled table is read again at next use."""
+        with self._lock:
+            self._entries = None
+            self._compiled.clear()
+
     @property
     def metadata(self) -> Mapping[str, Any]:
         """Where the bundled table came from (source, its SHA-256, generation date)."""

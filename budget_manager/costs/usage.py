@@ -121,6 +121,48 @@ def _ttl_counts(details: Any) -> dict[str, int] | None:
     }
 
 
+def _responses_ttl_counts(details: Any) -> dict[str, int] | None:
+    # OpenAI Responses splits cache writes into ttl_30m_tokens and ttl_12h_tokens.
+    get = _getter(details)
+    short, long = get("ttl_30m_tokens"), get("ttl_12h_tokens")
+    if not isinstance(short, int) and not isinstance(long, int):
+        return None
+    return {
+        "30m": _tokens(short, "ttl_30m_tokens"),
+        "12hr": _tokens(long, "ttl_12h_tokens"),
+    }
+
+
+def _read_prompt_details(usage: Usage, details: Any) -> None:
+    get = _getter(details)
+    usage.cache_read_tokens = _tokens(get("cached_tokens"), "cached_tokens")
+    usage.cache_write_tokens = _tokens(get("cache_write_tokens"), "cache_write_tokens") or _tokens(
+        get("cache_creation_tokens"), "cache_creation_tokens"
+    )
+    usage.cache_write_by_ttl = _ttl_counts(
+        get("cache_creation_token_details")
+    ) or _responses_ttl_counts(get("cache_write_tokens_details"))
+    usage.prompt_text_tokens = _tokens(get("text_tokens"), "text_tokens")
+    usage.prompt_audio_tokens = _tokens(get("audio_tokens"), "audio_tokens")
+    usage.prompt_image_tokens = _tokens(get("image_tokens"), "image_tokens")
+
+
+def _read_completion_details(usage: Usage, details: Any) -> None:
+    get = _getter(details)
+    reasoning = _tokens(get("reasoning_tokens"), "reasoning_tokens")
+    text = _tokens(get("text_tokens"), "text_tokens")
+    audio = _tokens(get("audio_tokens"), "audio_tokens")
+    image = _tokens(get("image_tokens"), "image_tokens")
+    if text:
+        # Some providers count reasoning inside text_tokens too; bill it once.
+        reported = text + reasoning + audio + image
+        text -= min(reasoning, text, max(reported - usage.completion_tokens, 0))
+    usage.reasoning_tokens = reasoning
+    usage.completion_text_tokens = text
+    usage.completion_audio_tokens = audio
+    usage.completion_image_tokens = image
+
+
 def _chat_usage(get: Callable[[str], Any]) -> Usage:
     # OpenAI chat completions, and LiteLLM's ModelResponse, which may carry Anthropic's cache keys
     # (cache_read_input_tokens / cache_creation_input_tokens, counted inside prompt_tokens) or
@@ -134,15 +176,7 @@ def _chat_usage(get: Callable[[str], Any]) -> Usage:
         usage.total_tokens = total
     prompt_details = get("prompt_tokens_details")
     if prompt_details is not None:
-        details = _getter(prompt_details)
-        usage.cache_read_tokens = _tokens(details("cached_tokens"), "cached_tokens")
-        usage.cache_write_tokens = _tokens(
-            details("cache_write_tokens"), "cache_write_tokens"
-        ) or _tokens(details("cache_creation_tokens"), "cache_creation_tokens")
-        usage.cache_write_by_ttl = _ttl_counts(details("cache_creation_token_details"))
-        usage.prompt_text_tokens = _tokens(details("text_tokens"), "text_tokens")
-        usage.prompt_audio_tokens = _tokens(details("audio_tokens"), "audio_tokens")
-        usage.prompt_image_tokens = _tokens(details("image_tokens"), "image_tokens")
+        _read_prompt_details(usage, prompt_details)
     for key in ("prompt_cache_hit_tokens", "cache_read_input_tokens"):
         value = get(key)
         if isinstance(value, int):
@@ -151,43 +185,25 @@ def _chat_usage(get: Callable[[str], Any]) -> Usage:
     if isinstance(value, int):
         usage.cache_write_tokens = _tokens(value, "cache_creation_input_tokens")
     completion_details = get("completion_tokens_details")
-    reasoning = 0
     if completion_details is not None:
-        details = _getter(completion_details)
-        reasoning = _tokens(details("reasoning_tokens"), "reasoning_tokens")
-        text_out = _tokens(details("text_tokens"), "text_tokens")
-        audio_out = _tokens(details("audio_tokens"), "audio_tokens")
-        image_out = _tokens(details("image_tokens"), "image_tokens")
-        if text_out:
-            # Some providers count reasoning inside text_tokens too; bill it once.
-            reported = text_out + reasoning + audio_out + image_out
-            text_out -= min(reasoning, text_out, max(reported - usage.completion_tokens, 0))
-        usage.completion_text_tokens = text_out
-        usage.completion_audio_tokens = audio_out
-        usage.completion_image_tokens = image_out
-    usage.reasoning_tokens = reasoning or _tokens(get("reasoning_tokens"), "reasoning_tokens")
+        _read_completion_details(usage, completion_details)
+    if not usage.reasoning_tokens:
+        usage.reasoning_tokens = _tokens(get("reasoning_tokens"), "reasoning_tokens")
     return usage
 
 
 def _input_output_usage(get: Callable[[str], Any]) -> Usage:
-    input_details = _getter(get("input_tokens_details"))
-    output_details = _getter(get("output_tokens_details"))
     input_tokens = _tokens(get("input_tokens"), "input_tokens")
     output_tokens = _tokens(get("output_tokens"), "output_tokens")
-    if (
-        get("input_tokens_details") is not None
-        or get("output_tokens_details") is not None
-        or get("total_tokens")
-    ):
+    input_details, output_details = get("input_tokens_details"), get("output_tokens_details")
+    if input_details is not None or output_details is not None or get("total_tokens"):
         # OpenAI Responses API: input_tokens already includes the cached ones.
-        return Usage(
-            prompt_tokens=input_tokens,
-            completion_tokens=output_tokens,
-            cache_read_tokens=_tokens(input_details("cached_tokens"), "cached_tokens"),
-            reasoning_tokens=_tokens(output_details("reasoning_tokens"), "reasoning_tokens"),
-            prompt_audio_tokens=_tokens(input_details("audio_tokens"), "audio_tokens"),
-            prompt_image_tokens=_tokens(input_details("image_tokens"), "image_tokens"),
-        )
+        usage = Usage(prompt_tokens=input_tokens, completion_tokens=output_tokens)
+        if input_details is not None:
+            _read_prompt_details(usage, input_details)
+        if output_details is not None:
+            _read_completion_details(usage, output_details)
+        return usage
     # Anthropic Messages: input_tokens excludes cache reads and writes.
     cache_read = _tokens(get("cache_read_input_tokens"), "cache_read_input_tokens")
     cache_write = _tokens(get("cache_creation_input_tokens"), "cache_creation_input_tokens")
