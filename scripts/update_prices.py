@@ -20,11 +20,11 @@ import sys
 from pathlib import Path
 
 MODES = {"chat", "completion", "responses"}
+# Structure the pricing reads, and every per-token price (including those of batch and other modes
+# this library does not bill, so the table's per-token prices are the reference's, key for key).
 KEEP = re.compile(
     r"^(litellm_provider|mode|tiered_pricing|off_peak_pricing|provider_specific_entry"
-    r"|((input|output)_cost_per_(token|audio_token|image_token)|output_cost_per_reasoning_token"
-    r"|cache_(read|creation)_input(_audio)?_token_cost)"
-    r"(_above_(1|12)hr)?(_above_\d+k?_tokens)?(_priority|_flex|_balanced|_ultrafast)?)$"
+    r"|.*(cost_per_\w*token|token_cost)\w*)$"
 )
 PRICED = ("input_cost_per_token", "output_cost_per_token", "tiered_pricing")
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "budget_manager" / "costs" / "prices.json"
