@@ -442,3 +442,17 @@ def test_load_cost_table_from_a_url(table, table_server):
     assert cost_per_token("web-model", 1000, 5) == (0.003, 0.0)
     with pytest.raises(InvalidInputError, match="could not download"):
         load_cost_table("http://127.0.0.1:9/prices.json", timeout=2)
+
+
+def test_names_resolve_without_provider_and_region_segments():
+    plain = completion_cost(chat("anthropic.claude-3-5-sonnet-20240620-v1:0", 1000, 10))
+    for name in (
+        "bedrock/anthropic.claude-3-5-sonnet-20240620-v1:0",
+        "bedrock/us-east-1/anthropic.claude-3-5-sonnet-20240620-v1:0",
+    ):
+        assert completion_cost(chat(name, 1000, 10)) == plain
+    assert completion_cost(chat("openai/gpt-4o", 1000, 10)) == completion_cost(
+        chat("gpt-4o", 1000, 10)
+    )
+    with pytest.raises(UnknownModelError):
+        completion_cost(chat("nobody/unknown-model", 1, 1))

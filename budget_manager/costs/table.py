@@ -97,10 +97,13 @@ class PriceTable:
         table = self._table()
         if model in table:
             return model
-        if "/" in model:
-            bare = model.split("/", 1)[1]
-            if bare in table:
-                return bare
+        # "provider/name", and "provider/region/name" as LiteLLM reads them: without the leading
+        # segments, one at a time.
+        rest = model
+        while "/" in rest:
+            rest = rest.split("/", 1)[1]
+            if rest in table:
+                return rest
         return None
 
     def prices(self, model: str) -> tuple[str, ModelPrices]:
