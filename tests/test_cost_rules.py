@@ -456,3 +456,14 @@ def test_names_resolve_without_provider_and_region_segments():
     )
     with pytest.raises(UnknownModelError):
         completion_cost(chat("nobody/unknown-model", 1, 1))
+
+
+def test_register_model_takes_a_url_like_litellm(table, table_server):
+    _TableServer.routes = {
+        "/extra.json": (200, json.dumps({"url-model": {"input_cost_per_token": 1e-6}}).encode())
+    }
+    from budget_manager import register_model
+
+    register_model(f"{table_server}/extra.json")
+    assert cost_per_token("url-model", 1000, 0) == (0.001, 0.0)
+    assert "gpt-4o" in model_cost

@@ -20,11 +20,15 @@ from .usage import Usage, model_of, read_usage, usage_of
 model_cost: Mapping[str, Entry] = TABLE.view()
 
 
-def register_model(prices: Mapping[str, Entry]) -> None:
+def register_model(prices: Mapping[str, Entry] | str, **_ignored: Any) -> None:
     """Add or override model prices, in LiteLLM's ``model_prices_and_context_window.json`` format.
 
-    ``register_model({"my-model": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}})``
+    ``register_model({"my-model": {"input_cost_per_token": 1e-6, "output_cost_per_token": 2e-6}})``;
+    as in LiteLLM, a URL (or path) of such a JSON document adds all of its models.
     """
+    if isinstance(prices, str):
+        load_cost_table(prices, merge=True)
+        return
     TABLE.register(prices)
 
 
