@@ -64,7 +64,6 @@ class ModelPrices:
         "_numbers",
         "_plain",
         "_threshold_keys",
-        "entry",
         "inclusive",
         "off_peak",
         "provider",
@@ -73,7 +72,6 @@ class ModelPrices:
     )
 
     def __init__(self, entry: Mapping[str, Any]) -> None:
-        self.entry = entry
         self.provider = str(entry.get("litellm_provider") or "")
         numbers: dict[str, Decimal] = {}
         for key, value in entry.items():
@@ -116,10 +114,6 @@ class ModelPrices:
                 value = self._numbers.get(key.replace(suffix, ""))
                 return default if value is None else value
         return default
-
-    @property
-    def has_price(self) -> bool:
-        return bool(self._numbers) or bool(self.tiered)
 
     # -- the rates of one call -----------------------------------------------------------------
     def rates(self, prompt_tokens: int, service_tier: str | None, now: float) -> Rates:
