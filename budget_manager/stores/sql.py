@@ -325,4 +325,3 @@ class SharedDatabases:
                     db.close()
 
         return db, release
-

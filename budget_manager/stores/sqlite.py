@@ -36,7 +36,9 @@ class SqliteDatabase(Database):
     def __init__(self, path: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000):
         super().__init__()
         if synchronous.upper() not in _SYNC_MODES:
-            raise InvalidInputError(f"synchronous must be one of {_SYNC_MODES}, got {synchronous!r}")
+            raise InvalidInputError(
+                f"synchronous must be one of {_SYNC_MODES}, got {synchronous!r}"
+            )
         folder = os.path.dirname(os.path.abspath(path))
         if not os.path.isdir(folder):
             raise StoreError(f"folder {folder!r} does not exist")
@@ -65,7 +67,9 @@ class SqliteDatabase(Database):
             conn.execute(f"PRAGMA synchronous={self._synchronous}")
             conn.execute(f"PRAGMA busy_timeout={int(self._busy_ms)}")
         except sqlite3.Error as exc:
-            raise StoreUnavailableError(f"cannot open SQLite database {self.path!r}: {exc}") from exc
+            raise StoreUnavailableError(
+                f"cannot open SQLite database {self.path!r}: {exc}"
+            ) from exc
         self._local.conn = conn
         self._local.pid = os.getpid()
         with self._all_lock:
