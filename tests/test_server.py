@@ -213,7 +213,7 @@ def test_bad_user_dicts_are_refused_whole(service: ThreadServer) -> None:
     good = {"total_budget": 1}
     call(service, "POST", "/set_budget", {"project_name": "whole", "user_dict": {"keep": good}})
     deep: Any = 1
-    for _ in range(30):
+    for _ in range(40):
         deep = {"x": deep}
     for user_dict, field in (
         ({"new": good, "bad": {"total_budget": -1}}, "user_dict.bad"),
@@ -226,7 +226,8 @@ def test_bad_user_dicts_are_refused_whole(service: ThreadServer) -> None:
         answer = call(
             service, "POST", "/set_budget", {"project_name": "whole", "user_dict": user_dict}
         )
-        assert answer.status_code == 422 and answer.json()["field"] == field, answer.text
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["field"].startswith(field), answer.text
     assert list(call(service, "POST", "/get_budget", {"project_name": "whole"}).json()["data"]) == [
         "keep"
     ]

@@ -191,14 +191,17 @@ def create_app(
         """Replace the project's whole user dict, atomically, after validating every record."""
         store = project_store(request, body.project_name)
         parsed: dict[str, UserRecord] = {}
-        for user, data in body.user_dict.items():
+        for user, given in body.user_dict.items():
             field = f"user_dict.{user}"
+            data = given.model_dump()
             if depth(data) > MAX_DEPTH:
                 raise FieldError(field, f"is nested deeper than {MAX_DEPTH} levels")
             try:
-                parsed[user] = records.from_json(user, data)
-            except (CorruptStoreError, InvalidInputError) as exc:
+                record = records.from_json(user, data)
+                view(record)  # its period boundaries must be computable
+            except (CorruptStoreError, InvalidInputError, OverflowError, ValueError) as exc:
                 raise FieldError(field, str(exc)) from None
+            parsed[user] = record
         store.replace_all(parsed)
         return StatusOut()
 

@@ -70,6 +70,15 @@ def _location(loc: Sequence[Any]) -> str:
     return ".".join(parts) or "body"
 
 
+def _methods(app: FastAPI, path: str) -> list[str]:
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every exception into an :class:`ErrorBody`."""
 
@@ -85,9 +94,12 @@ def install(app: FastAPI) -> None:
         return error(422, f"{field}: {message}{more}", field)
 
     @app.exception_handler(HTTPException)
-    async def http(_: Request, exc: HTTPException) -> JSONResponse:
+    async def http(request: Request, exc: HTTPException) -> JSONResponse:
         field = "body" if exc.status_code == 400 else None
-        return error(exc.status_code, str(exc.detail), field, **(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # one route per method: name every method of the path
+            headers["Allow"] = ", ".join(_methods(request.app, request.url.path))
+        return error(exc.status_code, str(exc.detail), field, **headers)
 
     @app.exception_handler(FieldError)
     async def field_error(_: Request, exc: FieldError) -> JSONResponse:

@@ -15,9 +15,11 @@ from ..periods import DURATION_HELP, parse_duration
 MAX_MONEY = Decimal(10) ** 15
 MAX_NAME = 256
 MAX_USERS = 100_000
-MAX_DEPTH = 10
-_MONEY_TEXT = re.compile(r"^[0-9]{1,16}(\.[0-9]{1,30})?$")
-DURATION_PATTERN = r"^(daily|weekly|monthly|yearly|[1-9][0-9]{0,3}(s|m|h|d|w|mo|y))$"
+MAX_DEPTH = 32
+_MONEY_TEXT = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,30})?$")
+DURATION_PATTERN = r"^(daily|weekly|monthly|yearly|[1-9][0-9]{0,1}(s|m|h|d|w|mo|y))$"
+#: Latest accepted timestamp (2100-01-01), so every period boundary stays representable.
+MAX_TIMESTAMP = 4_102_444_800
 
 
 def _money(value: object) -> Decimal:
@@ -66,27 +68,46 @@ Duration = Annotated[
     WithJsonSchema({"anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"type": "null"}]}),
 ]
 Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
-Timestamp = Annotated[float, Field(ge=0, le=253_402_300_000, allow_inf_nan=False)]
+Timestamp = Annotated[float, Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False)]
+Days = Annotated[float, Field(gt=0.0001, le=36_500, allow_inf_nan=False)]
 
 
 # -- requests ----------------------------------------------------------------------------------
 class GetBudgetRequest(BaseModel):
     """LiteLLM's load request."""
 
+    model_config = ConfigDict(strict=True)
+
     project_name: Name
+
+
+class RecordIn(BaseModel):
+    """A user's record as LiteLLM keeps it (other keys are kept as given)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    total_budget: Money
+    current_cost: Money = Decimal(0)
+    model_cost: dict[Name, Money] | None = None
+    duration: Days | None = Field(default=None, description="days per period, as LiteLLM stores it")
+    created_at: Timestamp | None = None
+    last_updated_at: Timestamp | None = None
+    period: Duration = None
 
 
 class SetBudgetRequest(BaseModel):
     """LiteLLM's save request: the project's whole user dict."""
 
+    model_config = ConfigDict(strict=True)
+
     project_name: Name
-    user_dict: Annotated[dict[Name, dict[str, Any]], Field(max_length=MAX_USERS)]
+    user_dict: Annotated[dict[Name, RecordIn], Field(max_length=MAX_USERS)]
 
 
 class BudgetIn(BaseModel):
     """Create or replace one user's budget."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     total_budget: Money
     duration: Duration = None
@@ -96,7 +117,7 @@ class BudgetIn(BaseModel):
 class CostIn(BaseModel):
     """Add one cost to a user's spend."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     cost: Money
     model: Annotated[str, Field(max_length=MAX_NAME)] | None = None
