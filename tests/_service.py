@@ -77,8 +77,11 @@ class ThreadServer:
 class ProcessServer:
     """``budget-manager serve`` in a child process (so it can be killed with SIGKILL)."""
 
-    def __init__(self, store: str, keys: tuple[str, ...] = (), port: int | None = None) -> None:
+    def __init__(
+        self, store: str, keys: tuple[str, ...] = (), port: int | None = None, workers: int = 1
+    ) -> None:
         self.store = store
+        self.workers = workers
         self.keys = keys
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -86,7 +89,7 @@ class ProcessServer:
 
     def start(self) -> ProcessServer:
         command = [sys.executable, "-m", "budget_manager.cli", "serve", "--store", self.store]
-        command += ["--port", str(self.port)]
+        command += ["--port", str(self.port), "--workers", str(self.workers)]
         for key in self.keys:
             command += ["--api-key", key]
         env = dict(os.environ, BUDGET_MANAGER_API_KEYS="")

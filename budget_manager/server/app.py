@@ -3,13 +3,15 @@ operations under ``/v1/projects/{project}/users/{user}``."""
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from json import dumps
-from typing import Annotated
+from typing import Annotated, TypeVar
 
+import anyio
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
@@ -19,9 +21,11 @@ from ..errors import CorruptStoreError, InvalidInputError, UnknownUserError
 from ..records import UserRecord, to_json
 from ..stores import BudgetStore, store_from_url
 from ..stores.sql import SqlStore
+from ..stores.sqlite import SqliteDatabase
 from . import errors
 from .auth import ApiKeys, AuthMiddleware, allowed
 from .errors import ERROR_RESPONSES, FieldError, ForbiddenProjectError
+from .fastlane import CostFastLane
 from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
 from .schemas import (
     MAX_DEPTH,
@@ -41,6 +45,7 @@ from .schemas import (
     depth,
 )
 
+T = TypeVar("T")
 API_VERSION = 1
 OPERATIONS = [
     "get_user",
@@ -65,7 +70,8 @@ class Stores:
         self.url = url
         self._by_project: dict[str, BudgetStore] = {}
         self._lock = threading.Lock()
-        self.get("-health-")  # opens the database and creates the schema now
+        probe = self.get("-health-")  # opens the database and creates the schema now
+        self.inline = isinstance(probe, SqlStore) and isinstance(probe.db, SqliteDatabase)
 
     def get(self, project: str) -> BudgetStore:
         store = self._by_project.get(project)
@@ -82,6 +88,14 @@ class Stores:
                         )
                     self._by_project[project] = store
         return store
+
+    async def run(self, call: Callable[[], T]) -> T:
+        """``call()`` (a store operation) from a request handler: inline for SQLite, whose
+        transactions are short and serialised anyway (a thread hop costs more than they do); in
+        a worker thread for networked databases, so their round trips overlap."""
+        if self.inline:
+            return call()
+        return await anyio.to_thread.run_sync(call)
 
     def close(self) -> None:
         with self._lock:
@@ -132,13 +146,6 @@ def create_app(
     app.state.stores = stores
     app.state.keys = keys
     errors.install(app)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(AuthMiddleware, keys=keys)  # outermost: nothing runs before it
-
-    def project_store(request: Request, project: str) -> BudgetStore:
-        if not allowed(request.scope, project):
-            raise ForbiddenProjectError(project)
-        return stores.get(project)
 
     def view(record: UserRecord) -> UserRecord:
         """The record as of now: a period that has ended reads as reset."""
@@ -146,6 +153,15 @@ def create_app(
             record = record.copy()
             records.roll(record, clock())
         return record
+
+    app.add_middleware(CostFastLane, stores=stores, clock=clock, view=view)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(AuthMiddleware, keys=keys)  # outermost: nothing runs before it
+
+    def project_store(request: Request, project: str) -> BudgetStore:
+        if not allowed(request.scope, project):
+            raise ForbiddenProjectError(project)
+        return stores.get(project)
 
     secured = APIRouter(dependencies=[Depends(_bearer)])
 
@@ -215,9 +231,9 @@ def create_app(
         return UsersOut(users=project_store(request, project).users())
 
     @secured.get(user_path, response_model=UserOut, tags=["atomic"])
-    def get_user(project: ProjectName, user: UserName, request: Request) -> Response:
+    async def get_user(project: ProjectName, user: UserName, request: Request) -> Response:
         """One user's record as of now."""
-        record = project_store(request, project).get(user)
+        record = await stores.run(functools.partial(project_store(request, project).get, user))
         if record is None:
             raise UnknownUserError(user, project)
         return _user_json(user, view(record))
@@ -239,17 +255,22 @@ def create_app(
         return _user_json(user, view(store.put(user, record)))
 
     @secured.post(f"{user_path}/cost", response_model=UserOut, tags=["atomic"])
-    def add_cost(project: ProjectName, user: UserName, body: CostIn, request: Request) -> Response:
+    async def add_cost(
+        project: ProjectName, user: UserName, body: CostIn, request: Request
+    ) -> Response:
         """Add a cost to the user's spend, atomically; a repeated ``idempotency_key`` is applied
         once and answered with the record the first request left."""
         store = project_store(request, project)
-        record = store.charge(
-            user,
-            body.model,
-            body.cost,
-            clock(),
-            within_budget=body.within_budget,
-            idempotency_key=body.idempotency_key,
+        record = await stores.run(
+            functools.partial(
+                store.charge,
+                user,
+                body.model,
+                body.cost,
+                clock(),
+                within_budget=body.within_budget,
+                idempotency_key=body.idempotency_key,
+            )
         )
         return _user_json(user, view(record))
 
