@@ -71,7 +71,6 @@ class BudgetManager:
                     "budget service, e.g. http://127.0.0.1:8000"
                 )
             self.api_base = api_base
-            options.setdefault("clock", self._clock)
             return HostedStore(api_base, self.project_name, headers=self.headers, **options)
         return JsonFileStore(
             path if path is not None else default_path(self.project_name), **options

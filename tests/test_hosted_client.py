@@ -126,7 +126,7 @@ def test_the_outbox_outlives_the_client_process(service: ThreadServer) -> None:
 class PlainService:
     """Only /get_budget and /set_budget, written from the protocol; records every request."""
 
-    def __init__(self) -> None:
+    def __init__(self, get_status: int = 404) -> None:
         self.data: dict[str, Any] = {}
         self.requests: list[tuple[str, str, dict[str, str], Any]] = []
         plain = self
@@ -145,7 +145,7 @@ class PlainService:
 
             def do_GET(self) -> None:
                 plain.requests.append(("GET", self.path, dict(self.headers), None))
-                self._answer(404, {"detail": "Not Found"})
+                self._answer(get_status, {"detail": "no such route"})
 
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", 0))
@@ -197,6 +197,18 @@ def test_speaks_litellm_protocol_to_a_two_endpoint_service(plain: PlainService) 
     assert all(set(b) == {"project_name", "user_dict"} for p, b in posts[1:])
     # a new client loads what was saved
     assert hosted(plain.url).get_current_cost("ann") == m.get_current_cost("ann")
+
+
+@pytest.mark.parametrize("status", [401, 405, 500])
+def test_any_other_answer_to_the_probe_means_litellm_protocol(status: int) -> None:
+    service = PlainService(get_status=status)
+    try:
+        m = hosted(service.url)
+        assert m.store._protocol == "litellm"  # type: ignore[attr-defined]
+        m.create_budget(total_budget=1, user="u")
+        assert service.data["proj"]["u"]["total_budget"] == 1
+    finally:
+        service.close()
 
 
 def test_litellm_protocol_spend_survives_an_outage(plain: PlainService) -> None:

@@ -16,7 +16,6 @@ from __future__ import annotations
 import json
 import logging
 import threading
-import time
 import uuid
 from collections.abc import Callable
 from decimal import Decimal
@@ -58,7 +57,6 @@ class HostedStore(BudgetStore):
         backoff: float = DEFAULT_BACKOFF,
         outbox_dir: str | Path | None = None,
         protocol: Protocol | None = None,
-        clock: Callable[[], float] = time.time,
     ) -> None:
         """``protocol``: force ``"atomic"`` or ``"litellm"`` instead of asking the service.
         ``outbox_dir``: where undelivered costs wait (default ``~/.cache/budget_manager``, or
@@ -73,7 +71,6 @@ class HostedStore(BudgetStore):
         folder = Path(outbox_dir) if outbox_dir is not None else default_dir()
         self.outbox = Outbox(outbox_path(folder, self.api_base, project))
         self._protocol: Protocol | None = protocol
-        self._clock = clock
         self._lock = threading.RLock()
         self._known: dict[str, UserRecord] = {}  # atomic: last record seen per user
         self._dict: dict[str, UserRecord] | None = None  # litellm: the user dict as saved
@@ -96,8 +93,8 @@ class HostedStore(BudgetStore):
         then deliver anything pending."""
         with self._lock:
             if self._protocol is None:
-                response = self.http.request("GET", "/v1/capabilities")
-                self._check_auth(response)
+                # Any answer but an atomic capabilities document means a LiteLLM-style service.
+                response = self.http.request("GET", "/v1/capabilities", retry=False)
                 body = json_of(response)
                 atomic = (
                     response.status_code == 200

@@ -52,7 +52,7 @@ class HttpClient:
     def request(
         self, method: str, path: str, body: str | None = None, *, retry: bool = True
     ) -> requests.Response:
-        """The service's answer (any status below 500, or 5xx once retries are spent).
+        """The service's answer: any status below 500 (with ``retry=False``: any status at all).
 
         StoreUnavailableError, naming the URL, when it cannot be reached or keeps failing.
         """
@@ -75,6 +75,8 @@ class HttpClient:
                 self._local.session = None  # drop a connection that may be broken
                 problem = f"{type(exc).__name__}: {exc}"
                 continue
+            if not retry:
+                return response
             if response.status_code in _RETRY_STATUSES and attempt + 1 < attempts:
                 problem = f"HTTP {response.status_code}"
                 continue
