@@ -34,11 +34,11 @@ KEY = "bench-key"
 AUTH = {"Authorization": f"Bearer {KEY}", "Content-Type": "application/json"}
 
 
-def client(url: str, count: int, start: Any, out: Any) -> None:
-    """One client process: ``count`` cost updates on one keep-alive connection."""
+def client(url: str, user: str, count: int, start: Any, out: Any) -> None:
+    """One client process: ``count`` cost updates of ``user`` on one keep-alive connection."""
     host, port = url.split("//", 1)[1].split(":")
     conn = http.client.HTTPConnection(host, int(port))
-    path = "/v1/projects/bench/users/hot/cost"
+    path = f"/v1/projects/bench/users/{user}/cost"
 
     def post(body: str) -> None:
         conn.request("POST", path, body=body, headers=AUTH)
@@ -58,14 +58,22 @@ def client(url: str, count: int, start: Any, out: Any) -> None:
     out.put(latencies)
 
 
-def one_run(url: str, total: int, clients: int) -> dict[str, float]:
-    requests.put(
-        f"{url}/v1/projects/bench/users/hot", json={"total_budget": 1e9}, headers=AUTH, timeout=10
-    ).raise_for_status()
+def one_run(url: str, total: int, clients: int, users: int = 1) -> dict[str, float]:
+    names = [f"hot{i}" for i in range(users)]
+    for name in names:
+        requests.put(
+            f"{url}/v1/projects/bench/users/{name}",
+            json={"total_budget": 1e9},
+            headers=AUTH,
+            timeout=10,
+        ).raise_for_status()
     start = mp.Event()
     out: Any = mp.Queue()
     per = total // clients
-    procs = [mp.Process(target=client, args=(url, per, start, out)) for _ in range(clients)]
+    procs = [
+        mp.Process(target=client, args=(url, names[i % users], per, start, out))
+        for i in range(clients)
+    ]
     for p in procs:
         p.start()
     time.sleep(1.0)  # let every client import, connect and warm up
@@ -77,10 +85,12 @@ def one_run(url: str, total: int, clients: int) -> dict[str, float]:
     elapsed = time.perf_counter() - t0
     for p in procs:
         p.join()
-    got = requests.get(f"{url}/v1/projects/bench/users/hot", headers=AUTH, timeout=10).json()
-    expected = Decimal(COST) * per * clients
-    if Decimal(str(got["data"]["current_cost"])) != expected:
-        raise RuntimeError(f"total {got['data']['current_cost']} != {expected}")
+    spent = Decimal(0)
+    for name in names:
+        got = requests.get(f"{url}/v1/projects/bench/users/{name}", headers=AUTH, timeout=10)
+        spent += Decimal(str(got.json()["data"]["current_cost"]))
+    if spent != Decimal(COST) * per * clients:
+        raise RuntimeError(f"total {spent} != {Decimal(COST) * per * clients}")
     latencies.sort()
     return {
         "requests_per_s": len(latencies) / elapsed,
@@ -102,7 +112,16 @@ def bench_store(kind: str, args: argparse.Namespace) -> dict[str, Any]:
         url = PG_ADMIN.rsplit("/", 1)[0] + "/" + name
     server = ProcessServer(url, keys=(KEY,), workers=args.workers).start()
     try:
-        runs = [one_run(server.url, args.requests, args.clients) for _ in range(args.runs)]
+        runs = []
+        for _ in range(args.runs):
+            project_run = one_run(server.url, args.requests, args.clients, args.users)
+            runs.append(project_run)
+            requests.post(  # the next run starts from zero
+                f"{server.url}/set_budget",
+                json={"project_name": "bench", "user_dict": {}},
+                headers=AUTH,
+                timeout=30,
+            ).raise_for_status()
     finally:
         server.stop()
         if kind != "sqlite":
@@ -121,6 +140,7 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
+    parser.add_argument("--users", type=int, default=1, help="users the clients spread over")
     args = parser.parse_args()
     results = []
     for kind in args.store or ["sqlite", "postgresql"]:
@@ -128,8 +148,8 @@ def main() -> None:
         results.append(result)
         m = result["median"]
         print(
-            f"{kind:10s} {args.requests} requests, {args.clients} clients, {args.workers} "
-            f"worker(s): {m['requests_per_s']:.0f} req/s  p50 {m['p50_ms']:.2f} ms  "
+            f"{kind:10s} {args.requests} requests, {args.clients} clients, {args.users} user(s), "
+            f"{args.workers} worker(s): {m['requests_per_s']:.0f} req/s  p50 {m['p50_ms']:.2f} ms  "
             f"p99 {m['p99_ms']:.2f} ms  (median of {args.runs})",
             flush=True,
         )

@@ -94,7 +94,7 @@ class HostedStore(BudgetStore):
         with self._lock:
             if self._protocol is None:
                 # Any answer but an atomic capabilities document means a LiteLLM-style service.
-                response = self.http.request("GET", "/v1/capabilities", retry=False)
+                response = self.http.request("GET", "/v1/capabilities", any_status=True)
                 body = json_of(response)
                 atomic = (
                     response.status_code == 200

@@ -50,9 +50,16 @@ class HttpClient:
         return session
 
     def request(
-        self, method: str, path: str, body: str | None = None, *, retry: bool = True
+        self,
+        method: str,
+        path: str,
+        body: str | None = None,
+        *,
+        retry: bool = True,
+        any_status: bool = False,
     ) -> requests.Response:
-        """The service's answer: any status below 500 (with ``retry=False``: any status at all).
+        """The service's answer: any status below 500 (with ``any_status``, any status at all,
+        retrying only when no answer came).
 
         StoreUnavailableError, naming the URL, when it cannot be reached or keeps failing.
         """
@@ -75,7 +82,7 @@ class HttpClient:
                 self._local.session = None  # drop a connection that may be broken
                 problem = f"{type(exc).__name__}: {exc}"
                 continue
-            if not retry:
+            if any_status:
                 return response
             if response.status_code in _RETRY_STATUSES and attempt + 1 < attempts:
                 problem = f"HTTP {response.status_code}"
