@@ -370,3 +370,40 @@ def test_sigkill_and_restart_mid_load_keeps_totals_exact(db_url: str) -> None:
         assert got["data"]["current_cost"] == PRICE * 4 * count
     finally:
         server.stop()
+
+
+def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    from budget_manager.server import ApiKeys
+
+    monkeypatch.setenv("BUDGET_MANAGER_API_KEYS", "k1, k2=a|b ,")
+    keys = ApiKeys.from_env(["k3"])
+    assert keys.lookup("k1") == (True, None) and keys.lookup("k3") == (True, None)
+    assert keys.lookup("k2") == (True, frozenset({"a", "b"}))
+    assert keys.lookup("nope")[0] is False
+
+
+def test_the_core_and_its_stores_import_without_the_extras(tmp_path: Path) -> None:
+    code = (
+        "import sys\n"
+        "for name in ('fastapi', 'uvicorn', 'psycopg', 'psycopg_pool', 'pydantic'):\n"
+        "    sys.modules[name] = None\n"
+        "import budget_manager\n"
+        f"m = budget_manager.BudgetManager('p', store='sqlite:///{tmp_path}/x.db')\n"
+        "m.create_budget(total_budget=1, user='u')\n"
+        "print(m.get_total_budget('u'))\n"
+    )
+    run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stderr
+    assert run.stdout.strip() == "1.0"
+
+
+def test_a_cost_sent_without_a_json_content_type_is_refused(service: ThreadServer) -> None:
+    call(service, "PUT", user_url("ctype", "u"), {"total_budget": 1})
+    answer = requests.post(
+        service.url + user_url("ctype", "u") + "/cost",
+        data='{"cost": 0.5}',
+        headers={**ADMIN, "Content-Type": "text/plain"},
+        timeout=10,
+    )
+    assert answer.status_code == 422 and answer.json()["status"] == "error"
+    assert call(service, "GET", user_url("ctype", "u")).json()["data"]["current_cost"] == 0
