@@ -67,6 +67,7 @@ def serve(args: argparse.Namespace) -> int:
         workers=args.workers,
         log_level=args.log_level,
         access_log=False,
+        proxy_headers=False,
     )
     return 0
 
