@@ -219,6 +219,7 @@ def test_litellm_protocol_spend_survives_an_outage(plain: PlainService) -> None:
     plain.server.shutdown()
     plain.server.server_close()
     m.update_cost(user="cy", completion_obj=RESPONSE)
+    assert m.get_current_cost("cy") == float(Decimal(str(PRICE)) * 2)  # read from the dict here
     assert m.save_data()["pending"] == 1
     handler = plain.server.RequestHandlerClass
     plain.server = ThreadingHTTPServer(("127.0.0.1", port), handler)

@@ -88,9 +88,9 @@ class HostedStore(BudgetStore):
         return f"HostedStore({self.api_base!r}, project={self.project!r})"
 
     # -- connecting ------------------------------------------------------------------------------
-    def _connect(self) -> Protocol:
+    def _connect(self, flush: bool = True) -> Protocol:
         """The protocol the service speaks, asking it (and loading the dict) the first time;
-        then deliver anything pending."""
+        then (with ``flush``) deliver anything pending."""
         with self._lock:
             if self._protocol is None:
                 # Any answer but an atomic capabilities document means a LiteLLM-style service.
@@ -104,8 +104,13 @@ class HostedStore(BudgetStore):
                 self._protocol = "atomic" if atomic else "litellm"
             if self._protocol == "litellm" and self._dict is None:
                 self._dict = self._load()
-            if self.outbox.has_pending():
-                self._flush()
+            if flush and self.outbox.has_pending():
+                try:
+                    self._flush()
+                except StoreUnavailableError:
+                    if self._protocol == "atomic":
+                        raise
+                    # LiteLLM's protocol answers from the dict held here: still usable.
             return self._protocol
 
     def _check_auth(self, response: Any) -> None:
@@ -152,7 +157,7 @@ class HostedStore(BudgetStore):
     def _change_dict(self, change: Callable[[dict[str, UserRecord]], UserRecord | None]) -> Any:
         """Apply ``change`` to a copy of the dict, save it, and keep it once the service has."""
         with self._lock:
-            self._connect()
+            self._connect(flush=False)
             assert self._dict is not None
             draft = {u: r.copy() for u, r in self._dict.items()}
             result = change(draft)
@@ -244,7 +249,8 @@ class HostedStore(BudgetStore):
     def get(self, user: str) -> UserRecord | None:
         if self._connect() == "litellm":
             assert self._dict is not None
-            return self._dict.get(user)
+            record = self._dict.get(user)
+            return None if record is None else self._with_pending(user, record)
         response = self.http.request("GET", self._user_path(user))
         if response.status_code == 404:
             self._known.pop(user, None)
@@ -341,17 +347,20 @@ class HostedStore(BudgetStore):
                     f"{exc}; the cost was kept in {self.outbox.path} and will be delivered "
                     "when the service is back"
                 ) from exc
-            record = known.copy()
-            for pending in self.outbox.pending():
-                if pending["user"] == entry["user"]:
-                    charge_change(
-                        entry["user"],
-                        pending.get("model"),
-                        Decimal(pending["cost"]),
-                        pending["at"],
-                        False,
-                    )(record)
+            return self._with_pending(entry["user"], known)
+
+    def _with_pending(self, user: str, record: UserRecord) -> UserRecord:
+        """``record`` with the user's undelivered costs added."""
+        if not self.outbox.has_pending():
             return record
+        record = record.copy()
+        for entry in self.outbox.pending():
+            if entry["user"] == user:
+                change = charge_change(
+                    user, entry.get("model"), Decimal(entry["cost"]), entry["at"], False
+                )
+                change(record)
+        return record
 
     def reset(self, user: str) -> UserRecord:
         if self._connect() == "litellm":
