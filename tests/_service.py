@@ -45,7 +45,8 @@ def wait_healthy(url: str, timeout: float = 30.0) -> None:
 class ThreadServer:
     """``create_app(...)`` served by uvicorn in a thread of this process."""
 
-    def __init__(self, port: int | None = None, **app_options: Any) -> None:
+    def __init__(self, port: int | None = None, wrap: Any = None, **app_options: Any) -> None:
+        self.wrap = wrap  # optional ASGI middleware class put around the app
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app_options = app_options
@@ -57,7 +58,9 @@ class ThreadServer:
 
         from budget_manager.server import create_app
 
-        app = create_app(**self.app_options)
+        app: Any = create_app(**self.app_options)
+        if self.wrap is not None:
+            app = self.wrap(app)
         config = uvicorn.Config(
             app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
         )

@@ -76,6 +76,42 @@ def test_a_repeated_idempotency_key_counts_once(service: ThreadServer) -> None:
     assert m.get_current_cost("u") == 0.1
 
 
+class LoseFirstAnswers:
+    """Applies the first two cost requests, then answers them 502 as a failing proxy would."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+        self.to_lose = 2
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] != "http" or not scope["path"].endswith("/cost") or self.to_lose == 0:
+            await self.app(scope, receive, send)
+            return
+        self.to_lose -= 1
+
+        async def discard(message: Any) -> None:
+            pass
+
+        await self.app(scope, receive, discard)
+        await send({"type": "http.response.start", "status": 502, "headers": []})
+        await send({"type": "http.response.body", "body": b"bad gateway"})
+
+
+def test_a_retried_cost_whose_answer_was_lost_counts_once(tmp_path: Path) -> None:
+    server = ThreadServer(
+        store_url=f"sqlite:///{tmp_path}/svc.db", api_keys=["client-key"], wrap=LoseFirstAnswers
+    ).start()
+    try:
+        m = hosted(server.url, retries=3)
+        m.create_budget(total_budget=10, user="ann")
+        m.update_cost(user="ann", completion_obj=RESPONSE)  # applied, lost twice, then replayed
+        assert m.get_current_cost("ann") == PRICE
+        m.update_cost(user="ann", completion_obj=RESPONSE)
+        assert m.get_current_cost("ann") == float(Decimal(str(PRICE)) * 2)
+    finally:
+        server.stop()
+
+
 def test_api_base_is_required(monkeypatch: pytest.MonkeyPatch, service: ThreadServer) -> None:
     with pytest.raises(InvalidInputError, match="api_base"):
         BudgetManager("p", client_type="hosted")
