@@ -4,14 +4,12 @@ operations under ``/v1/projects/{project}/users/{user}``."""
 from __future__ import annotations
 
 import functools
-import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from json import dumps
-from typing import Annotated, TypeVar
+from typing import Annotated
 
-import anyio
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
@@ -19,14 +17,13 @@ from fastapi.security import HTTPBearer
 from .. import __version__, periods, records
 from ..errors import CorruptStoreError, InvalidInputError, UnknownUserError
 from ..records import UserRecord, to_json
-from ..stores import BudgetStore, store_from_url
-from ..stores.sql import SqlStore
-from ..stores.sqlite import SqliteDatabase
+from ..stores import BudgetStore
 from . import errors
 from .auth import ApiKeys, AuthMiddleware, allowed
 from .errors import ERROR_RESPONSES, FieldError, ForbiddenProjectError
 from .fastlane import CostFastLane
 from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
+from .projects import Stores
 from .schemas import (
     MAX_DEPTH,
     MAX_NAME,
@@ -45,7 +42,6 @@ from .schemas import (
     depth,
 )
 
-T = TypeVar("T")
 API_VERSION = 1
 OPERATIONS = [
     "get_user",
@@ -61,47 +57,6 @@ OPERATIONS = [
 ProjectName = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
 UserName = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
 _bearer = HTTPBearer(auto_error=False, description="an API key, when the service has keys")
-
-
-class Stores:
-    """One store per project, all on the same database, opened on first use."""
-
-    def __init__(self, url: str) -> None:
-        self.url = url
-        self._by_project: dict[str, BudgetStore] = {}
-        self._lock = threading.Lock()
-        probe = self.get("-health-")  # opens the database and creates the schema now
-        self.inline = isinstance(probe, SqlStore) and isinstance(probe.db, SqliteDatabase)
-
-    def get(self, project: str) -> BudgetStore:
-        store = self._by_project.get(project)
-        if store is None:
-            with self._lock:
-                store = self._by_project.get(project)
-                if store is None:
-                    store = store_from_url(self.url, project)
-                    if not isinstance(store, SqlStore):
-                        store.close()
-                        raise InvalidInputError(
-                            f"the service keeps budgets in a database; use a sqlite:/// or "
-                            f"postgresql:// store, not {self.url!r}"
-                        )
-                    self._by_project[project] = store
-        return store
-
-    async def run(self, call: Callable[[], T]) -> T:
-        """``call()`` (a store operation) from a request handler: inline for SQLite, whose
-        transactions are short and serialised anyway (a thread hop costs more than they do); in
-        a worker thread for networked databases, so their round trips overlap."""
-        if self.inline:
-            return call()
-        return await anyio.to_thread.run_sync(call)
-
-    def close(self) -> None:
-        with self._lock:
-            stores, self._by_project = list(self._by_project.values()), {}
-        for store in stores:
-            store.close()
 
 
 def _json(text: str, status: int = 200) -> Response:

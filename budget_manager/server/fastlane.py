@@ -20,6 +20,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import BudgetManagerError
 from ..records import UserRecord, to_json
 from .auth import allowed
+from .projects import Stores
 from .schemas import MAX_NAME, CostIn
 
 _COST_PATH = re.compile(r"^/v1/projects/([^/]+)/users/([^/]+)/cost$")
@@ -31,7 +32,7 @@ class CostFastLane:
     def __init__(
         self,
         app: ASGIApp,
-        stores: object,
+        stores: Stores,
         clock: Callable[[], float],
         view: Callable[[UserRecord], UserRecord],
     ) -> None:
@@ -79,10 +80,9 @@ class CostFastLane:
             cost = CostIn.model_validate_json(body)
         except ValidationError:
             return None
-        stores = self.stores
         try:
-            store = stores.get(project)  # type: ignore[attr-defined]
-            record = await stores.run(  # type: ignore[attr-defined]
+            store = self.stores.get(project)
+            record = await self.stores.run(
                 functools.partial(
                     store.charge,
                     user,
