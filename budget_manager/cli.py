@@ -57,8 +57,15 @@ def serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     from .server.factory import configure
+    from .stores.sql import redact_url
 
     configure(args.store, args.api_key, args.max_body_bytes)
+    print(
+        f"budget-manager: serving {redact_url(args.store)} on http://{args.host}:{args.port} "
+        f"({len(keys.keys)} API key(s))",
+        file=sys.stderr,
+        flush=True,
+    )
     uvicorn.run(
         "budget_manager.server.factory:app_from_env",
         factory=True,

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import InvalidInputError, StoreError, StoreUnavailableError
 from .base import register
-from .sql import Cursor, Database, SharedDatabases, SqlStore
+from .sql import Cursor, Database, SharedDatabases, SqlStore, redact_url
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -54,7 +54,7 @@ class PostgresDatabase(Database):
         except Exception as exc:
             self.pool.close()
             raise StoreUnavailableError(
-                f"cannot connect to PostgreSQL at {_redact(url)}: {exc}"
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}"
             ) from exc
         with self.write() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
@@ -78,26 +78,12 @@ class PostgresDatabase(Database):
             with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
                 yield cur
         except self._operational as exc:
-            raise StoreUnavailableError(f"PostgreSQL at {_redact(self.url)}: {exc}") from exc
+            raise StoreUnavailableError(f"PostgreSQL at {redact_url(self.url)}: {exc}") from exc
         except self._errors as exc:
-            raise StoreError(f"PostgreSQL at {_redact(self.url)}: {exc}") from exc
+            raise StoreError(f"PostgreSQL at {redact_url(self.url)}: {exc}") from exc
 
     def close(self) -> None:
         self.pool.close()
-
-
-def _redact(url: str) -> str:
-    """The URL without its password."""
-    from urllib.parse import urlsplit, urlunsplit
-
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    netloc = f"{parts.username}:***@{host}" if parts.username else host
-    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def _open(url: str) -> Database:
@@ -124,4 +110,4 @@ class PostgresStore(SqlStore):
 
     def __repr__(self) -> str:
         url = self.db.url if isinstance(self.db, PostgresDatabase) else "?"
-        return f"PostgresStore({_redact(url)!r}, project={self.project!r})"
+        return f"PostgresStore({redact_url(url)!r}, project={self.project!r})"

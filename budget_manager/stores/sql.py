@@ -23,6 +23,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from decimal import Decimal
 from typing import Any, ClassVar, Protocol
+from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import InvalidInputError, UnknownUserError
 from ..records import UserRecord, from_json, loads, to_json
@@ -325,3 +326,15 @@ class SharedDatabases:
                     db.close()
 
         return db, release
+
+
+def redact_url(url: str) -> str:
+    """The URL without its password."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    netloc = f"{parts.username}:***@{host}" if parts.username else host
+    return urlunsplit(parts._replace(netloc=netloc))
