@@ -407,3 +407,27 @@ def test_a_cost_sent_without_a_json_content_type_is_refused(service: ThreadServe
     )
     assert answer.status_code == 422 and answer.json()["status"] == "error"
     assert call(service, "GET", user_url("ctype", "u")).json()["data"]["current_cost"] == 0
+
+
+def test_periods_through_the_service_roll_as_the_core_ledger_does(tmp_path: Path) -> None:
+    from conftest import FakeClock, utc
+
+    from budget_manager.periods import parse_duration
+    from budget_manager.records import charge, from_json, new_record
+
+    clock = FakeClock(utc("2024-01-31T09:00"))
+    server = ThreadServer(store_url=f"sqlite:///{tmp_path}/p.db", api_keys=[], clock=clock).start()
+    try:
+        url = server.url + user_url("periods", "ann")
+        body = {"total_budget": 5, "duration": "monthly", "created_at": clock.now}
+        requests.put(url, json=body, timeout=10).raise_for_status()
+        local = new_record(Decimal(5), parse_duration("monthly"), clock.now)
+        for when in ("2024-02-10", "2024-02-29T09:00", "2024-03-31T09:00", "2025-01-01"):
+            clock.set(when)
+            charge(local, "m", Decimal("0.5"), clock.now)
+            answer = requests.post(url + "/cost", json={"cost": "0.5", "model": "m"}, timeout=10)
+            assert from_json("ann", loads(answer.content)["data"]) == local
+        clock.set("2025-02-01T09:00")  # the period ended: reads as reset, without a write
+        assert requests.get(url, timeout=10).json()["data"]["current_cost"] == 0
+    finally:
+        server.stop()
