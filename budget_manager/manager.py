@@ -16,6 +16,7 @@ from .records import UserRecord
 from .stores import BudgetStore, JsonFileStore, default_path, store_from_url
 
 Clock = Callable[[], float]
+API_BASE_ENV = "BUDGET_MANAGER_API_BASE"
 Duration = Literal["daily", "weekly", "monthly", "yearly"] | str | None
 
 
@@ -23,7 +24,8 @@ class BudgetManager:
     """Per-user budgets that may reset daily, weekly, monthly, yearly or on any span.
 
     ``client_type="local"`` keeps them in a JSON file (``path=`` chooses it; by default
-    ``user_cost_<project>.json`` in the working folder). ``store=`` takes any store URL or
+    ``user_cost_<project>.json`` in the working folder). ``client_type="hosted"`` keeps them on
+    a budget service at ``api_base`` (or ``$BUDGET_MANAGER_API_BASE``), sending ``headers``. ``store=`` takes any store URL or
     :class:`~budget_manager.stores.BudgetStore`. ``clock=`` replaces ``time.time`` (for tests).
     """
 
@@ -60,7 +62,16 @@ class BudgetManager:
         if store is not None:
             return store_from_url(store, self.project_name, **options)
         if self.client_type == "hosted":
-            raise InvalidInputError('client_type="hosted" is not available yet')
+            from .stores.hosted import HostedStore
+
+            api_base = self.api_base or os.environ.get(API_BASE_ENV)
+            if not api_base:
+                raise InvalidInputError(
+                    f'client_type="hosted" needs api_base= (or {API_BASE_ENV}): the URL of the '
+                    "budget service, e.g. http://127.0.0.1:8000"
+                )
+            self.api_base = api_base
+            return HostedStore(api_base, self.project_name, headers=self.headers, **options)
         return JsonFileStore(
             path if path is not None else default_path(self.project_name), **options
         )

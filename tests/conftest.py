@@ -19,6 +19,9 @@ EXAMPLES = ROOT / "examples"
 os.environ["BUDGET_MANAGER_OFFLINE"] = "1"
 os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"  # else litellm fetches prices at import
 os.environ["TIKTOKEN_CACHE_DIR"] = tempfile.mkdtemp(prefix="bm-tiktoken-")
+os.environ["BUDGET_MANAGER_OUTBOX_DIR"] = tempfile.mkdtemp(prefix="bm-outbox-")
+os.environ.pop("BUDGET_MANAGER_API_BASE", None)
+os.environ.pop("BUDGET_MANAGER_API_KEYS", None)
 for name in ("OPENAI_BASE_URL", "OPENAI_API_BASE", "OPENAI_API_KEY"):
     os.environ.pop(name, None)
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import BudgetExceededError, InvalidInputError, UnknownUserError
+from ..errors import BudgetExceededError, InvalidInputError, StoreError, UnknownUserError
 from ..money import to_float
 from ..records import UserRecord, charge, roll
 
@@ -24,6 +24,8 @@ class BudgetStore(ABC):
     """
 
     schemes: ClassVar[tuple[str, ...]] = ()
+    #: Whether ``charge(..., idempotency_key=...)`` applies a keyed charge at most once.
+    idempotent: ClassVar[bool] = False
 
     @classmethod
     @abstractmethod
@@ -59,25 +61,33 @@ class BudgetStore(ABC):
         now: float,
         *,
         within_budget: bool = False,
+        idempotency_key: str | None = None,
     ) -> UserRecord:
         """Add ``amount`` to the user's spend in the period containing ``now``.
 
         With ``within_budget``, refuse (BudgetExceededError, nothing changed) when the spend would
         then exceed the total budget: the atomic check-and-hold that reservations build on.
+        Stores that are ``idempotent`` apply a charge carrying an ``idempotency_key`` at most once
+        and answer a repeat with the record as the first one left it; others ignore the key.
         """
+        return self.update(user, charge_change(user, model, amount, now, within_budget))
 
-        def apply(record: UserRecord) -> None:
-            roll(record, now)
-            if within_budget and record.current_cost + amount > record.total_budget:
-                raise BudgetExceededError(
-                    to_float(record.current_cost + amount),
-                    to_float(record.total_budget),
-                    f"user {user!r} would spend {record.current_cost + amount} of a budget of "
-                    f"{record.total_budget}",
-                )
-            charge(record, model, amount, now)
+    # -- whole-project and removal operations ---------------------------------------------------
+    def records(self) -> dict[str, UserRecord]:
+        """Every user's record as stored."""
+        return {u: r for u in self.users() if (r := self.get(u)) is not None}
 
-        return self.update(user, apply)
+    def replace_all(self, records: dict[str, UserRecord]) -> None:
+        """Make ``records`` the project's whole user dict (atomically where the store can)."""
+        for user in self.users():
+            if user not in records:
+                self.delete(user)
+        for user, record in records.items():
+            self.put(user, record)
+
+    def delete(self, user: str) -> bool:
+        """Remove the user's budget; whether there was one."""
+        raise StoreError(f"{type(self).__name__} cannot delete budgets")
 
     def reset(self, user: str) -> UserRecord:
         """Zero the user's spend and per-model breakdown."""
@@ -119,6 +129,25 @@ class BudgetStore(ABC):
         """Release files and connections; the store is unusable afterwards."""
 
 
+def charge_change(
+    user: str, model: str | None, amount: Decimal, now: float, within_budget: bool
+) -> Callable[[UserRecord], None]:
+    """The change ``BudgetStore.charge`` applies to a user's record."""
+
+    def apply(record: UserRecord) -> None:
+        roll(record, now)
+        if within_budget and record.current_cost + amount > record.total_budget:
+            raise BudgetExceededError(
+                to_float(record.current_cost + amount),
+                to_float(record.total_budget),
+                f"user {user!r} would spend {record.current_cost + amount} of a budget of "
+                f"{record.total_budget}",
+            )
+        charge(record, model, amount, now)
+
+    return apply
+
+
 def register(cls: S) -> S:
     """Class decorator: make a store class selectable by its URL schemes."""
     for scheme in cls.schemes:
@@ -142,4 +171,4 @@ def store_from_url(url: str, project: str, **options: Any) -> BudgetStore:
 def _load_builtin_stores() -> None:
     # Importing a backend module registers it; backends with optional dependencies import those
     # only when used, so this stays cheap.
-    from . import json_file  # noqa: F401
+    from . import hosted, json_file, postgres, sqlite  # noqa: F401

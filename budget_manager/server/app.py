@@ -1,0 +1,248 @@
+"""The FastAPI app: LiteLLM's ``/get_budget`` and ``/set_budget`` plus atomic per-user
+operations under ``/v1/projects/{project}/users/{user}``."""
+
+from __future__ import annotations
+
+import functools
+import time
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from json import dumps
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi.responses import Response
+from fastapi.security import HTTPBearer
+
+from .. import __version__, periods, records
+from ..errors import CorruptStoreError, InvalidInputError, UnknownUserError
+from ..records import UserRecord, to_json
+from ..stores import BudgetStore
+from . import errors
+from .auth import ApiKeys, AuthMiddleware, allowed
+from .errors import ERROR_RESPONSES, FieldError, ForbiddenProjectError
+from .fastlane import CostFastLane
+from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
+from .projects import Stores
+from .schemas import (
+    MAX_DEPTH,
+    MAX_NAME,
+    BudgetDataOut,
+    BudgetIn,
+    CapabilitiesOut,
+    CostIn,
+    DeletedOut,
+    ErrorBody,
+    GetBudgetRequest,
+    HealthOut,
+    SetBudgetRequest,
+    StatusOut,
+    UserOut,
+    UsersOut,
+    depth,
+)
+
+API_VERSION = 1
+OPERATIONS = [
+    "get_user",
+    "list_users",
+    "put_budget",
+    "add_cost",
+    "reset",
+    "roll",
+    "delete_user",
+    "within_budget",
+    "idempotency_key",
+]
+ProjectName = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
+UserName = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
+_bearer = HTTPBearer(auto_error=False, description="an API key, when the service has keys")
+
+
+def _json(text: str, status: int = 200) -> Response:
+    return Response(content=text, status_code=status, media_type="application/json")
+
+
+def _user_json(user: str, record: UserRecord) -> Response:
+    return _json(f'{{"status": "success", "user": {dumps(user)}, "data": {to_json(record)}}}')
+
+
+def create_app(
+    store_url: str = "sqlite:///budgets.db",
+    api_keys: ApiKeys | Iterable[str] | None = None,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    clock: Callable[[], float] = time.time,
+) -> FastAPI:
+    """The service over the database ``store_url``.
+
+    ``api_keys``: an :class:`ApiKeys`, or key specs (``"key"`` or ``"key=projA|projB"``); None
+    reads ``BUDGET_MANAGER_API_KEYS``. With no keys at all, every request is allowed.
+    """
+    if isinstance(api_keys, ApiKeys):
+        keys = api_keys
+    elif api_keys is None:
+        keys = ApiKeys.from_env()
+    else:
+        keys = ApiKeys.parse(api_keys)
+    stores = Stores(store_url)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        stores.close()
+
+    app = FastAPI(
+        title="budget-manager service",
+        version=__version__,
+        description="Per-user LLM budgets: LiteLLM's hosted protocol plus atomic operations.",
+        lifespan=lifespan,
+        responses=ERROR_RESPONSES,
+    )
+    app.state.stores = stores
+    app.state.keys = keys
+    errors.install(app)
+
+    def view(record: UserRecord) -> UserRecord:
+        """The record as of now: a period that has ended reads as reset."""
+        if record.is_due(clock()):
+            record = record.copy()
+            records.roll(record, clock())
+        return record
+
+    app.add_middleware(CostFastLane, stores=stores, clock=clock, view=view)
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
+    app.add_middleware(AuthMiddleware, keys=keys)  # outermost: nothing runs before it
+
+    def project_store(request: Request, project: str) -> BudgetStore:
+        if not allowed(request.scope, project):
+            raise ForbiddenProjectError(project)
+        return stores.get(project)
+
+    secured = APIRouter(dependencies=[Depends(_bearer)])
+
+    @app.get("/health", response_model=HealthOut, tags=["service"])
+    def health() -> Response:
+        """Whether the service and its database answer (no key needed)."""
+        stores.get("-health-").users()
+        return _json('{"status": "ok"}')
+
+    @secured.get("/v1/capabilities", response_model=CapabilitiesOut, tags=["service"])
+    def capabilities() -> CapabilitiesOut:
+        """What this service offers beyond LiteLLM's two endpoints."""
+        return CapabilitiesOut(
+            atomic=True,
+            idempotency=True,
+            version=API_VERSION,
+            operations=OPERATIONS,
+            max_body_bytes=max_body_bytes,
+        )
+
+    # -- LiteLLM's protocol ----------------------------------------------------------------------
+    @secured.post(
+        "/get_budget",
+        response_model=BudgetDataOut | ErrorBody,
+        tags=["litellm"],
+        responses={200: {"description": '`{"status": "error"}` when the project has no budgets'}},
+    )
+    def get_budget(body: GetBudgetRequest, request: Request) -> Response:
+        """The project's whole user dict; ``{"status": "error"}`` when nothing is stored."""
+        store = project_store(request, body.project_name)
+        found = store.records()
+        if not found:
+            return _json(
+                ErrorBody(
+                    message=f"no budgets stored for project {body.project_name!r}"
+                ).model_dump_json()
+            )
+        data = ", ".join(f"{dumps(u)}: {to_json(view(r))}" for u, r in found.items())
+        return _json(f'{{"status": "success", "data": {{{data}}}}}')
+
+    @secured.post("/set_budget", response_model=StatusOut, tags=["litellm"])
+    def set_budget(body: SetBudgetRequest, request: Request) -> StatusOut:
+        """Replace the project's whole user dict, atomically, after validating every record."""
+        store = project_store(request, body.project_name)
+        parsed: dict[str, UserRecord] = {}
+        for user, given in body.user_dict.items():
+            field = f"user_dict.{user}"
+            data = given.model_dump()
+            if depth(data) > MAX_DEPTH:
+                raise FieldError(field, f"is nested deeper than {MAX_DEPTH} levels")
+            try:
+                record = records.from_json(user, data)
+                view(record)  # its period boundaries must be computable
+            except (CorruptStoreError, InvalidInputError, OverflowError, ValueError) as exc:
+                raise FieldError(field, str(exc)) from None
+            parsed[user] = record
+        store.replace_all(parsed)
+        return StatusOut()
+
+    # -- atomic per-user operations --------------------------------------------------------------
+    users_path = "/v1/projects/{project}/users"
+    user_path = users_path + "/{user}"
+
+    @secured.get(users_path, response_model=UsersOut, tags=["atomic"])
+    def list_users(project: ProjectName, request: Request) -> UsersOut:
+        """Users with a budget in the project."""
+        return UsersOut(users=project_store(request, project).users())
+
+    @secured.get(user_path, response_model=UserOut, tags=["atomic"])
+    async def get_user(project: ProjectName, user: UserName, request: Request) -> Response:
+        """One user's record as of now."""
+        record = await stores.run(functools.partial(project_store(request, project).get, user))
+        if record is None:
+            raise UnknownUserError(user, project)
+        return _user_json(user, view(record))
+
+    @secured.put(user_path, response_model=UserOut, tags=["atomic"])
+    def put_budget(
+        project: ProjectName, user: UserName, body: BudgetIn, request: Request
+    ) -> Response:
+        """Create or replace the user's budget (spend starts at zero)."""
+        store = project_store(request, project)
+        period = periods.parse_duration(body.duration)
+        start = clock() if body.created_at is None else body.created_at
+        if period is not None:
+            try:
+                periods.period_bounds(period, start, max(start, clock()))
+            except (InvalidInputError, OverflowError, ValueError):
+                raise FieldError("created_at", "puts the budget's periods out of range") from None
+        record = records.new_record(body.total_budget, period, start)
+        return _user_json(user, view(store.put(user, record)))
+
+    @secured.post(f"{user_path}/cost", response_model=UserOut, tags=["atomic"])
+    async def add_cost(
+        project: ProjectName, user: UserName, body: CostIn, request: Request
+    ) -> Response:
+        """Add a cost to the user's spend, atomically; a repeated ``idempotency_key`` is applied
+        once and answered with the record the first request left."""
+        store = project_store(request, project)
+        record = await stores.run(
+            functools.partial(
+                store.charge,
+                user,
+                body.model,
+                body.cost,
+                clock(),
+                within_budget=body.within_budget,
+                idempotency_key=body.idempotency_key,
+            )
+        )
+        return _user_json(user, view(record))
+
+    @secured.post(f"{user_path}/reset", response_model=UserOut, tags=["atomic"])
+    def reset(project: ProjectName, user: UserName, request: Request) -> Response:
+        """Zero the user's spend and per-model breakdown."""
+        return _user_json(user, project_store(request, project).reset(user))
+
+    @secured.post(f"{user_path}/roll", response_model=UserOut, tags=["atomic"])
+    def roll(project: ProjectName, user: UserName, request: Request) -> Response:
+        """Start the user's current period if the previous one has ended."""
+        return _user_json(user, project_store(request, project).roll(user, clock()))
+
+    @secured.delete(user_path, response_model=DeletedOut, tags=["atomic"])
+    def delete_user(project: ProjectName, user: UserName, request: Request) -> DeletedOut:
+        """Remove the user's budget."""
+        return DeletedOut(deleted=project_store(request, project).delete(user))
+
+    app.include_router(secured)
+    return app

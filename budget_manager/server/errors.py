@@ -1,0 +1,136 @@
+"""One JSON error shape (:class:`~.schemas.ErrorBody`) for every failure the service reports."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from ..errors import (
+    BudgetExceededError,
+    InvalidInputError,
+    StoreError,
+    StoreUnavailableError,
+    UnknownUserError,
+)
+from ..stores.sql import IdempotencyConflictError
+from .schemas import ErrorBody
+
+logger = logging.getLogger("budget_manager.server")
+
+
+class ForbiddenProjectError(Exception):
+    """The request's API key may not use this project."""
+
+    def __init__(self, project: str) -> None:
+        super().__init__(f"this API key may not use project {project!r}")
+
+
+class FieldError(Exception):
+    """Input rejected by the service's own checks; ``field`` names what was wrong."""
+
+    def __init__(self, field: str, message: str, status: int = 422) -> None:
+        super().__init__(message)
+        self.field = field
+        self.message = message
+        self.status = status
+
+
+#: Documented on every operation, so the OpenAPI schema covers each answer the service gives.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorBody, "description": text}
+    for code, text in (
+        (400, "Unparseable request"),
+        (401, "Missing or invalid API key"),
+        (403, "The API key may not use this project"),
+        (404, "No such user or route"),
+        (409, "Budget would be exceeded, or an idempotency key was reused"),
+        (413, "Request body too large"),
+        (422, "Invalid input; `field` names it"),
+        (503, "The database cannot be reached"),
+    )
+}
+
+
+def error(status: int, message: str, field: str | None = None, **headers: str) -> JSONResponse:
+    return JSONResponse(
+        ErrorBody(message=message, field=field).model_dump(), status_code=status, headers=headers
+    )
+
+
+def _location(loc: Sequence[Any]) -> str:
+    parts = [str(p) for p in loc]
+    if parts and parts[0] in ("body", "path", "query", "header") and len(parts) > 1:
+        parts = parts[1:]
+    return ".".join(parts) or "body"
+
+
+def _methods(app: FastAPI, path: str) -> list[str]:
+    methods: set[str] = set()
+    for route in app.routes:
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods.update(getattr(route, "methods", None) or ())
+    return sorted(methods)
+
+
+def install(app: FastAPI) -> None:
+    """Register the handlers that turn every exception into an :class:`ErrorBody`."""
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = exc.errors()
+        first = problems[0] if problems else {"loc": ("body",), "msg": "invalid request"}
+        field = _location(first.get("loc", ("body",)))
+        message = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+        if first.get("type") == "json_invalid":
+            field, message = "body", "body is not valid JSON"
+        more = f" (and {len(problems) - 1} more problems)" if len(problems) > 1 else ""
+        return error(422, f"{field}: {message}{more}", field)
+
+    @app.exception_handler(HTTPException)
+    async def http(request: Request, exc: HTTPException) -> JSONResponse:
+        field = "body" if exc.status_code == 400 else None
+        headers = dict(exc.headers or {})
+        if exc.status_code == 405:  # one route per method: name every method of the path
+            headers["Allow"] = ", ".join(_methods(request.app, request.url.path))
+        return error(exc.status_code, str(exc.detail), field, **headers)
+
+    @app.exception_handler(FieldError)
+    async def field_error(_: Request, exc: FieldError) -> JSONResponse:
+        return error(exc.status, f"{exc.field}: {exc.message}", exc.field)
+
+    @app.exception_handler(ForbiddenProjectError)
+    async def forbidden(_: Request, exc: ForbiddenProjectError) -> JSONResponse:
+        return error(403, str(exc), "project")
+
+    @app.exception_handler(UnknownUserError)
+    async def unknown_user(_: Request, exc: UnknownUserError) -> JSONResponse:
+        return error(404, exc.message, "user")
+
+    @app.exception_handler(BudgetExceededError)
+    async def exceeded(_: Request, exc: BudgetExceededError) -> JSONResponse:
+        return error(409, exc.message, "cost")
+
+    @app.exception_handler(IdempotencyConflictError)
+    async def conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:
+        return error(409, str(exc), "idempotency_key")
+
+    @app.exception_handler(InvalidInputError)
+    async def invalid_input(_: Request, exc: InvalidInputError) -> JSONResponse:
+        return error(422, str(exc), "body")
+
+    @app.exception_handler(StoreError)
+    async def store_down(_: Request, exc: StoreError) -> JSONResponse:
+        logger.error("store error: %s", exc)
+        kind = "unavailable" if isinstance(exc, StoreUnavailableError) else "error"
+        return error(503, f"budget store {kind}: {exc}")
+
+    @app.exception_handler(RecursionError)
+    async def too_deep(_: Request, exc: RecursionError) -> JSONResponse:
+        return error(422, "body is nested too deeply", "body")

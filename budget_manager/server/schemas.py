@@ -1,0 +1,199 @@
+"""Request and response bodies of the service, validated by pydantic and shown in its OpenAPI
+schema. Money is accepted as a JSON number or a decimal string and becomes an exact Decimal."""
+
+from __future__ import annotations
+
+import re
+from decimal import Decimal, InvalidOperation
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+
+from ..money import to_money
+from ..periods import DURATION_HELP, parse_duration
+
+MAX_MONEY = Decimal(10) ** 15
+MAX_NAME = 256
+MAX_USERS = 100_000
+MAX_DEPTH = 32
+_MONEY_TEXT = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,30})?$")
+DURATION_PATTERN = r"^(daily|weekly|monthly|yearly|[1-9][0-9]{0,1}(s|m|h|d|w|mo|y))$"
+#: Latest accepted timestamp (2100-01-01), so every period boundary stays representable.
+MAX_TIMESTAMP = 4_102_444_800
+
+
+def _money(value: object) -> Decimal:
+    if isinstance(value, str):
+        if not _MONEY_TEXT.match(value):
+            raise ValueError(f'must be a non-negative decimal such as "0.25", got {value!r}')
+        try:
+            amount = Decimal(value)
+        except InvalidOperation:  # pragma: no cover - the pattern admits only valid numbers
+            raise ValueError(f"is not a number: {value!r}") from None
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        amount = to_money(value, "amount")
+    else:
+        raise ValueError(f"must be a number or a decimal string, got {type(value).__name__}")
+    if amount > MAX_MONEY:
+        raise ValueError(f"must be at most {MAX_MONEY}, got {value!r}")
+    return amount
+
+
+Money = Annotated[
+    Decimal,
+    PlainValidator(_money),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "minimum": 0, "maximum": 1e15},
+                {"type": "string", "pattern": _MONEY_TEXT.pattern},
+            ]
+        }
+    ),
+]
+
+
+def _duration(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ValueError(f"must be {DURATION_HELP}")
+    parse_duration(value)  # UnknownDurationError is a ValueError: pydantic reports it
+    return value
+
+
+Duration = Annotated[
+    str | None,
+    PlainValidator(_duration),
+    WithJsonSchema({"anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"type": "null"}]}),
+]
+Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+Timestamp = Annotated[float, Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False)]
+Days = Annotated[float, Field(gt=0.0001, le=36_500, allow_inf_nan=False)]
+
+
+# -- requests ----------------------------------------------------------------------------------
+class GetBudgetRequest(BaseModel):
+    """LiteLLM's load request."""
+
+    model_config = ConfigDict(strict=True)
+
+    project_name: Name
+
+
+class RecordIn(BaseModel):
+    """A user's record as LiteLLM keeps it (other keys are kept as given)."""
+
+    model_config = ConfigDict(extra="allow", strict=True)
+
+    total_budget: Money
+    current_cost: Money = Decimal(0)
+    model_cost: dict[Name, Money] | None = None
+    duration: Days | None = Field(default=None, description="days per period, as LiteLLM stores it")
+    created_at: Timestamp | None = None
+    last_updated_at: Timestamp | None = None
+    period: Duration = None
+
+
+class SetBudgetRequest(BaseModel):
+    """LiteLLM's save request: the project's whole user dict."""
+
+    model_config = ConfigDict(strict=True)
+
+    project_name: Name
+    user_dict: Annotated[dict[Name, RecordIn], Field(max_length=MAX_USERS)]
+
+
+class BudgetIn(BaseModel):
+    """Create or replace one user's budget."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    total_budget: Money
+    duration: Duration = None
+    created_at: Timestamp | None = None
+
+
+class CostIn(BaseModel):
+    """Add one cost to a user's spend."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    cost: Money
+    model: Annotated[str, Field(max_length=MAX_NAME)] | None = None
+    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    within_budget: bool = Field(
+        default=False,
+        description="refuse with 409 (nothing changed) if the spend would exceed the budget",
+    )
+
+
+# -- responses ---------------------------------------------------------------------------------
+class ErrorBody(BaseModel):
+    """Every error the service answers, whatever its status code."""
+
+    status: Literal["error"] = "error"
+    message: str
+    field: str | None = None
+
+
+class RecordOut(BaseModel):
+    """A user's budget record with LiteLLM's keys (amounts exact in the JSON text)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    total_budget: float
+    current_cost: float
+    model_cost: dict[str, float] = {}
+    duration: float | None = None
+    created_at: float | None = None
+    last_updated_at: float | None = None
+    period: str | None = None
+
+
+class StatusOut(BaseModel):
+    status: Literal["success"] = "success"
+
+
+class BudgetDataOut(BaseModel):
+    status: Literal["success"] = "success"
+    data: dict[str, RecordOut]
+
+
+class UserOut(BaseModel):
+    status: Literal["success"] = "success"
+    user: str
+    data: RecordOut
+
+
+class UsersOut(BaseModel):
+    status: Literal["success"] = "success"
+    users: list[str]
+
+
+class DeletedOut(BaseModel):
+    status: Literal["success"] = "success"
+    deleted: bool
+
+
+class HealthOut(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class CapabilitiesOut(BaseModel):
+    atomic: bool
+    idempotency: bool
+    version: int
+    operations: list[str]
+    max_body_bytes: int
+
+
+def depth(value: Any, limit: int = MAX_DEPTH) -> int:
+    """Nesting depth of a JSON value, counting no further than ``limit + 1``."""
+    if limit < 0:
+        return 1
+    if isinstance(value, dict):
+        return 1 + max((depth(v, limit - 1) for v in value.values()), default=0)
+    if isinstance(value, list):
+        return 1 + max((depth(v, limit - 1) for v in value), default=0)
+    return 0

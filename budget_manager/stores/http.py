@@ -1,0 +1,112 @@
+"""HTTP calls to a budget service: keep-alive sessions, a timeout on every request, and bounded
+retries with exponential backoff (only for requests that are safe to repeat)."""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import time
+from typing import Any
+
+import requests
+
+from ..errors import StoreUnavailableError
+
+DEFAULT_TIMEOUT = (3.05, 10.0)
+DEFAULT_RETRIES = 3
+DEFAULT_BACKOFF = 0.1
+MAX_BACKOFF = 2.0
+_RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class HttpClient:
+    """Requests to one ``api_base`` with fixed headers."""
+
+    def __init__(
+        self,
+        api_base: str,
+        headers: dict[str, str] | None = None,
+        *,
+        timeout: float | tuple[float, float] = DEFAULT_TIMEOUT,
+        retries: int = DEFAULT_RETRIES,
+        backoff: float = DEFAULT_BACKOFF,
+    ) -> None:
+        self.api_base = api_base.rstrip("/")
+        self.headers = dict(headers or {})
+        if not any(k.lower() == "content-type" for k in self.headers):
+            self.headers["Content-Type"] = "application/json"
+        self.timeout = timeout
+        self.retries = max(0, int(retries))
+        self.backoff = backoff
+        self._local = threading.local()
+
+    def _session(self) -> requests.Session:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is None or getattr(self._local, "pid", None) != os.getpid():
+            session = requests.Session()
+            self._local.session = session
+            self._local.pid = os.getpid()
+        return session
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        body: str | None = None,
+        *,
+        retry: bool = True,
+        any_status: bool = False,
+    ) -> requests.Response:
+        """The service's answer: any status below 500 (with ``any_status``, any status at all,
+        retrying only when no answer came).
+
+        StoreUnavailableError, naming the URL, when it cannot be reached or keeps failing.
+        """
+        url = self.api_base + path
+        attempts = 1 + (self.retries if retry else 0)
+        problem = ""
+        for attempt in range(attempts):
+            if attempt:
+                delay = min(MAX_BACKOFF, self.backoff * (2 ** (attempt - 1)))
+                time.sleep(delay * (0.5 + random.random() / 2))
+            try:
+                response = self._session().request(
+                    method,
+                    url,
+                    data=body.encode() if body is not None else None,
+                    headers=self.headers,
+                    timeout=self.timeout,
+                )
+            except requests.RequestException as exc:
+                self._local.session = None  # drop a connection that may be broken
+                problem = f"{type(exc).__name__}: {exc}"
+                continue
+            if any_status:
+                return response
+            if response.status_code in _RETRY_STATUSES and attempt + 1 < attempts:
+                problem = f"HTTP {response.status_code}"
+                continue
+            if response.status_code >= 500:
+                problem = f"HTTP {response.status_code}: {response.text[:200]}"
+                break
+            return response
+        raise StoreUnavailableError(
+            f"budget service at {url} is unavailable after {attempts} attempt(s): {problem}"
+        )
+
+    def close(self) -> None:
+        session: requests.Session | None = getattr(self._local, "session", None)
+        if session is not None:
+            session.close()
+            self._local.session = None
+
+
+def json_of(response: requests.Response) -> Any:
+    """The body as JSON with exact decimals, or None if it is not JSON."""
+    from ..records import loads
+
+    try:
+        return loads(response.content)
+    except ValueError:
+        return None

@@ -1,0 +1,113 @@
+"""Budgets in PostgreSQL (``postgresql://user@host:5432/db``), the ``[postgres]`` extra.
+
+Connections come from a pool (psycopg 3). A change locks the user's row (``SELECT ... FOR
+UPDATE``) inside a transaction, so concurrent changes from any number of processes and machines
+queue on that row and none is lost. Money is ``NUMERIC``: exact.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+from ..errors import InvalidInputError, StoreError, StoreUnavailableError
+from .base import register
+from .sql import Cursor, Database, SharedDatabases, SqlStore, redact_url
+
+if TYPE_CHECKING:
+    from psycopg_pool import ConnectionPool
+
+# Any lock id will do, as long as it is always the same: it serialises schema creation.
+_SCHEMA_LOCK = 0x6275646765740001
+POOL_SIZE = 16
+
+
+class PostgresDatabase(Database):
+    """A PostgreSQL database behind a connection pool."""
+
+    money_type = "NUMERIC"
+    float_type = "DOUBLE PRECISION"
+    lock_rows = " FOR UPDATE"
+
+    def __init__(self, url: str, pool_size: int = POOL_SIZE) -> None:
+        super().__init__()
+        try:
+            import psycopg
+            from psycopg_pool import ConnectionPool
+        except ImportError as exc:  # pragma: no cover - depends on the installed extras
+            raise StoreError(
+                "PostgreSQL stores need the [postgres] extra: pip install 'budget-manager[postgres]'"
+            ) from exc
+        self._errors: tuple[type[BaseException], ...] = (psycopg.Error,)
+        self._operational: tuple[type[BaseException], ...] = (
+            psycopg.OperationalError,
+            psycopg.errors.ConnectionTimeout,
+        )
+        self.url = url
+        self.pool: ConnectionPool[Any] = ConnectionPool(
+            url, min_size=1, max_size=pool_size, open=False, timeout=30.0
+        )
+        try:
+            self.pool.open(wait=True, timeout=10.0)
+        except Exception as exc:
+            self.pool.close()
+            raise StoreUnavailableError(
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}"
+            ) from exc
+        with self.write() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            for statement in self.schema():
+                cur.execute(statement)
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", "%s")
+
+    def money_param(self, amount: Decimal) -> Any:
+        return amount
+
+    @contextmanager
+    def read(self) -> Iterator[Cursor]:
+        with self.write() as cur:
+            yield cur
+
+    @contextmanager
+    def write(self) -> Iterator[Cursor]:
+        try:
+            with self.pool.connection() as conn, conn.transaction(), conn.cursor() as cur:
+                yield cur
+        except self._operational as exc:
+            raise StoreUnavailableError(f"PostgreSQL at {redact_url(self.url)}: {exc}") from exc
+        except self._errors as exc:
+            raise StoreError(f"PostgreSQL at {redact_url(self.url)}: {exc}") from exc
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _open(url: str) -> Database:
+    if url.lower().startswith("postgres://"):
+        url = "postgresql://" + url.split("://", 1)[1]
+    return PostgresDatabase(url)
+
+
+_DATABASES = SharedDatabases(_open)
+
+
+@register
+class PostgresStore(SqlStore):
+    """One project's budgets in PostgreSQL; see the module docstring."""
+
+    schemes = ("postgresql", "postgres")
+
+    @classmethod
+    def from_url(cls, url: str, project: str, **options: Any) -> PostgresStore:
+        if options:
+            raise InvalidInputError(f"unknown PostgreSQL store options: {sorted(options)}")
+        db, release = _DATABASES.acquire(url)
+        return cls(db, project, release)
+
+    def __repr__(self) -> str:
+        url = self.db.url if isinstance(self.db, PostgresDatabase) else "?"
+        return f"PostgresStore({redact_url(url)!r}, project={self.project!r})"
