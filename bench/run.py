@@ -143,24 +143,36 @@ class Runner:
     # -- 7. memory -----------------------------------------------------------------------------
     def memory(self, lib: str, size: int) -> dict[str, Any] | None:
         cwd = self.folder(lib, f"memory-{size}")
-        inputs.write_store(cwd / inputs.STORE_FILES[lib], size, time.time())
+        self.write_store(cwd / inputs.STORE_FILES[lib], size)
         return self.worker(lib, {"case": "memory", "size": size}, cwd)
 
     def interpreter_rss(self) -> int:
-        code = "import resource; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)"
+        """Peak RSS of an interpreter that only loads the worker module (json, resource)."""
         samples = []
         for _ in range(3):
             done = subprocess.run(
-                [self.python, "-c", code], env=self.env, capture_output=True, text=True, check=True
+                [self.python, "-m", "bench.worker", "--peak-rss"],
+                env=self.env,
+                capture_output=True,
+                text=True,
+                check=True,
             )
-            samples.append(int(done.stdout) * 1024)
+            samples.append(int(done.stdout))
         return int(statistics.median(samples))
+
+    def write_store(self, path: Path, size: int) -> None:
+        """The starting store, written by a child so this process stays small."""
+        subprocess.run(
+            [self.python, "-m", "bench.worker", "--write-store", str(path), str(size)],
+            env=self.env,
+            check=True,
+        )
 
     # -- 8. many processes, one user -----------------------------------------------------------
     def concurrent(self, lib: str) -> dict[str, Any]:
         procs, updates = self.args.processes, self.args.updates
         cwd = self.folder(lib, "concurrent")
-        inputs.write_store(cwd / inputs.STORE_FILES[lib], 10, time.time())
+        self.write_store(cwd / inputs.STORE_FILES[lib], 10)
         spec = json.dumps({"library": lib, "case": "concurrent", "updates": updates})
         children = [
             subprocess.Popen(
