@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import re
@@ -33,7 +32,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import CorruptStoreError, InvalidInputError, StoreError, UnknownUserError
-from ..records import UserRecord, dump_user_dict, from_json, loads, roll, to_json
+from ..records import UserRecord, dump_user_dict, from_json, loads, quote, roll, to_json
 from .base import BudgetStore, register
 
 MIN_COMPACT_BYTES = 1 << 20
@@ -234,9 +233,9 @@ class JsonFileStore(BudgetStore):
     def _write(self, user: str, record: UserRecord | None) -> None:
         """Append one change (holding the exclusive lock), then compact if the journal is big."""
         if record is None:
-            line = f'{{"u": {json.dumps(user)}, "del": true}}\n'.encode()
+            line = f'{{"u": {quote(user)}, "del": true}}\n'.encode()
         else:
-            line = f'{{"u": {json.dumps(user)}, "r": {to_json(record)}}}\n'.encode()
+            line = f'{{"u": {quote(user)}, "r": {to_json(record)}}}\n'.encode()
         try:
             written = os.write(self._journal_fd, line)
             while written < len(line):
