@@ -188,9 +188,8 @@ def reset(record: UserRecord) -> None:
 
 
 # -- JSON ------------------------------------------------------------------------------------
-_ascii_json_string = (
-    json.encoder.encode_basestring_ascii
-)  # what json.dumps does for a str, minus its overhead
+# What json.dumps does for a str, without its Python-level overhead.
+_ascii_json_string = json.encoder.encode_basestring_ascii
 
 
 def quote(text: object) -> str:
@@ -271,7 +270,10 @@ def from_json(user: str, data: Any) -> UserRecord:
         updated = _timestamp(data.get("last_updated_at"), "last_updated_at")
     except InvalidInputError as exc:
         raise CorruptStoreError(f"budget record of user {user!r} is invalid: {exc}") from None
-    extra = {k: v for k, v in data.items() if k not in _OWN_KEYS} or None
+    if _OWN_KEYS.issuperset(data):
+        extra = None
+    else:
+        extra = {k: v for k, v in data.items() if k not in _OWN_KEYS} or None
     duration = data.get("duration")
     if period is not None:
         if created is None:
@@ -294,6 +296,11 @@ def _model_costs(value: Any) -> dict[str, Decimal] | None:
 def _timestamp(value: Any, what: str) -> float | None:
     if value is None:
         return None
+    kind = type(value)
+    if kind is Decimal or kind is float or kind is int:
+        number = float(value)
+        if math.isfinite(number):
+            return number
     if isinstance(value, bool) or not isinstance(value, (int, float, Decimal)):
         raise InvalidInputError(f"{what} must be a number, got {value!r}")
     number = float(value)

@@ -168,12 +168,13 @@ class JsonFileStore(BudgetStore):
     def _read_snapshot(self) -> tuple[dict[str, UserRecord], int]:
         try:
             raw = self.path.read_bytes()
+            size = len(raw)
         except FileNotFoundError:
             return {}, 0
         except OSError as exc:
             raise StoreError(f"cannot read {str(self.path)!r}: {exc}") from exc
         try:
-            data = loads(raw) if raw.strip() else {}
+            data = loads(raw) if raw and not raw.isspace() else {}  # strip() would copy it
         except (ValueError, UnicodeDecodeError) as exc:
             raise CorruptStoreError(
                 f"{str(self.path)!r} is not valid JSON ({exc}); it was left untouched. "
@@ -184,11 +185,16 @@ class JsonFileStore(BudgetStore):
                 f"{str(self.path)!r} is not a budget file: its top level is a "
                 f"{type(data).__name__}, not an object of users; it was left untouched"
             )
+        del raw
+        records: dict[str, UserRecord] = {}
         try:
-            records = {str(user): from_json(str(user), record) for user, record in data.items()}
+            # Each user's parsed dict is dropped as soon as its record is built, so the parsed
+            # document and the records are not both held whole (peak memory of big stores).
+            for user in list(data):
+                records[str(user)] = from_json(str(user), data.pop(user))
         except CorruptStoreError as exc:
             raise CorruptStoreError(f"{str(self.path)!r}: {exc}; it was left untouched") from None
-        return records, len(raw)
+        return records, size
 
     def _replay(self, size: int, exclusive: bool) -> None:
         chunk = os.pread(self._journal_fd, size - self._offset, self._offset)
