@@ -149,13 +149,24 @@ _new_record = object.__new__
 
 
 # -- ledger operations (pure: they change only the record given) ---------------------------
-def new_record(total_budget: Decimal, period: Period | None, created_at: float) -> UserRecord:
-    """A fresh budget whose first period starts at ``created_at``."""
+def new_record(
+    total_budget: Decimal,
+    period: Period | None,
+    created_at: float,
+    period_end: float | None = None,
+) -> UserRecord:
+    """A fresh budget whose first period starts at ``created_at``.
+
+    ``period_end``: the end of that first period when the caller has already computed it
+    (``period_bounds(period, created_at, created_at)[1]``), so it is not computed again.
+    """
     if period is None:
         return UserRecord(total_budget)
-    return UserRecord(
+    record = UserRecord(
         total_budget, period=period, created_at=created_at, last_updated_at=created_at
     )
+    record._period_end = period_end
+    return record
 
 
 def roll(record: UserRecord, now: float) -> bool:
