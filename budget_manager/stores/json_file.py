@@ -27,12 +27,22 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import CorruptStoreError, InvalidInputError, StoreError, UnknownUserError
-from ..records import UserRecord, dump_user_dict, from_json, loads, quote, roll, to_json
+from ..records import (
+    UserRecord,
+    charge,
+    dump_user_dict,
+    from_json,
+    loads,
+    quote,
+    roll,
+    to_json,
+)
 from .base import BudgetStore, register
 
 MIN_COMPACT_BYTES = 1 << 20
@@ -72,6 +82,8 @@ class JsonFileStore(BudgetStore):
         """
         self.path = Path(path).absolute()
         self._journal_path = str(self.path) + ".journal"
+        # os.stat() of bytes skips encoding the path on every call (it is on every change's path).
+        self._journal_path_bytes = os.fsencode(self._journal_path)
         self._lock_path = str(self.path) + ".lock"
         self._fsync = fsync
         self._min_compact = MIN_COMPACT_BYTES if compact_bytes is None else compact_bytes
@@ -144,7 +156,7 @@ class JsonFileStore(BudgetStore):
     def _sync(self, exclusive: bool) -> None:
         """Apply what other writers appended since we last looked (called holding the lock)."""
         try:
-            st = os.stat(self._journal_path)
+            st = os.stat(self._journal_path_bytes)
         except FileNotFoundError:
             self._reload(exclusive)
             return
@@ -227,7 +239,7 @@ class JsonFileStore(BudgetStore):
         """Catch up with other writers before a read (a stat() when nothing changed)."""
         self._check_process()
         try:
-            st = os.stat(self._journal_path)
+            st = os.stat(self._journal_path_bytes)
         except FileNotFoundError:
             st = None
         if st is not None and st.st_ino == self._journal_ino and st.st_size == self._offset:
@@ -347,6 +359,34 @@ class JsonFileStore(BudgetStore):
                     raise UnknownUserError(user)
                 record = current.copy()
                 change(record)
+                self._write(user, record)
+                self._records[user] = record
+                self._maybe_compact()
+            finally:
+                self._unlock()
+        return record
+
+    def charge(
+        self,
+        user: str,
+        model: str | None,
+        amount: Decimal,
+        now: float,
+        *,
+        within_budget: bool = False,
+    ) -> UserRecord:
+        if within_budget:
+            return super().charge(user, model, amount, now, within_budget=True)
+        # update() with the change inlined: the hot path of every update_cost.
+        with self._mutex:
+            self._check_process()
+            self._lock(exclusive=True)
+            try:
+                current = self._records.get(user)
+                if current is None:
+                    raise UnknownUserError(user)
+                record = current.copy()
+                charge(record, model, amount, now)  # rolls the period first
                 self._write(user, record)
                 self._records[user] = record
                 self._maybe_compact()
