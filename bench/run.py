@@ -28,6 +28,7 @@ from typing import Any
 
 from bench import inputs
 from bench.report import Row, render_markdown, render_table
+from bench.worker import summarize
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -126,7 +127,22 @@ class Runner:
             "repeats": self.args.repeats,
             "max_seconds": self.args.max_seconds,
         }
-        return self.worker(lib, spec, self.folder(lib, f"{figure}-{size}"))
+        # Several fresh processes, their batches pooled: one noisy spell on a shared machine
+        # moves the median less.
+        runs = [
+            self.worker(lib, spec, self.folder(lib, f"{figure}-{size}"))
+            for _ in range(self.args.runs)
+        ]
+        done = [r for r in runs if r is not None]
+        if not done:
+            return None
+        merged: dict[str, Any] = dict(done[-1])
+        for key in ("seconds", "returned"):
+            if key in merged:
+                pooled = [x for r in done for x in r[key]["samples"]]
+                merged[key] = {**summarize(pooled), "batch": done[-1][key].get("batch")}
+                merged[key]["runs"] = len(done)
+        return merged
 
     # -- 6. create + reopen --------------------------------------------------------------------
     def create_reopen(self, lib: str, size: int) -> tuple[dict[str, Any] | None, Any]:
@@ -274,7 +290,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--big", type=int, default=None, help="users for create/reopen/memory")
     parser.add_argument("--processes", type=int, default=8)
     parser.add_argument("--updates", type=int, default=None, help="updates per process (fig. 8)")
-    parser.add_argument("--repeats", type=int, default=None, help="timed batches per case")
+    parser.add_argument("--repeats", type=int, default=None, help="timed batches per process")
+    parser.add_argument("--runs", type=int, default=None, help="processes per per-call case")
     parser.add_argument("--out", default=str(RESULTS), help="folder for latest.json/latest.md")
     parser.add_argument("--case-timeout", type=float, default=900.0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folders")
@@ -286,9 +303,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ]
     args.big = args.big or (10_000 if quick else 100_000)
     args.updates = args.updates or (200 if quick else 2000)
-    args.repeats = args.repeats or (5 if quick else 15)
-    args.batch_seconds = 0.03 if quick else 0.2
-    args.max_seconds = 1.0 if quick else 8.0
+    args.repeats = args.repeats or (5 if quick else 25)
+    args.batch_seconds = 0.03 if quick else 0.05
+    args.max_seconds = 1.0 if quick else 5.0
+    args.runs = args.runs or (1 if quick else 3)
     args.import_repeats = 3 if quick else 7
     args.reopen_repeats = 3 if quick else 5
     if args.libs:
@@ -358,6 +376,22 @@ def main(argv: list[str] | None = None) -> int:
                         },
                     )
                 )
+            if figure.startswith("update") and "litellm" in libs:
+                # The conservative comparison: LiteLLM timed only until its call returns, its
+                # whole-file save left running in a background thread (not yet persisted).
+                for size in args.sizes:
+                    got = raw["per_call"][f"{figure}@{size}"]
+                    theirs = (got.get("litellm") or {}).get("returned")
+                    if got.get("ours") and theirs:
+                        rows.append(
+                            Row(
+                                f"{figure}_returned@{size}",
+                                f"{number[figure]}r. same, LiteLLM timed to return only "
+                                f"(its save still running), {size:,} users",
+                                "us",
+                                {"ours": got["ours"]["seconds"], "litellm": theirs},
+                            )
+                        )
             if figure.startswith("update") and len(args.sizes) > 1:
                 small, large = min(args.sizes), max(args.sizes)
                 scale = {}

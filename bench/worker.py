@@ -163,6 +163,7 @@ def per_call(
         samples.append((time.perf_counter() - t0) / batch)
     result = summarize(samples)
     result["batch"] = batch
+    result["samples"] = samples
     return result
 
 
@@ -180,7 +181,9 @@ def per_call_returned(
         after()
         if i >= 2 and time.perf_counter() > deadline:
             break
-    return summarize(samples)
+    result = summarize(samples)
+    result["samples"] = samples
+    return result
 
 
 def peak_rss_bytes() -> int:
