@@ -106,9 +106,10 @@ class BudgetManager:
         total = to_money(total_budget, "total_budget")
         period = periods.parse_duration(duration)
         start = self._clock() if created_at is None else _timestamp(created_at)
+        end = None
         if period is not None:
-            periods.period_bounds(period, start, start)  # rejects dates out of range
-        record = records.new_record(total, period, start)
+            end = periods.period_bounds(period, start, start)[1]  # rejects dates out of range
+        record = records.new_record(total, period, start, end)
         return self._store.put(user, record).to_public()
 
     def projected_cost(self, model: str, messages: Iterable[Mapping[str, Any]], user: str) -> float:

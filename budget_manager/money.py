@@ -17,6 +17,10 @@ def to_money(value: object, what: str = "amount", *, allow_negative: bool = Fals
     Floats convert through their shortest repr, so ``0.0001725`` becomes ``Decimal("0.0001725")``
     rather than the binary fraction nearest to it.
     """
+    if type(value) is Decimal and value.is_finite() and (allow_negative or not value < 0):
+        return value  # the common case (amounts read from files), without the checks below
+    if type(value) is int and value >= 0:
+        return ZERO if value == 0 else Decimal(value)
     if isinstance(value, bool) or not isinstance(value, (Real, Decimal)):
         raise InvalidBudgetError(f"{what} must be a number, got {type(value).__name__} {value!r}")
     if isinstance(value, Decimal):

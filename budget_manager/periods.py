@@ -131,15 +131,14 @@ def period_bounds(period: Period, anchor: float, when: float) -> tuple[float, fl
     origin = to_datetime(anchor)
     target = to_datetime(when)
     k = ((target.year - origin.year) * 12 + (target.month - origin.month)) // period.months
+    # Each boundary is computed once (this runs for every new monthly budget).
     start = _month_boundary(origin, anchor, k * period.months)
     if start > when:
-        k -= 1
-    elif _month_boundary(origin, anchor, (k + 1) * period.months) <= when:
-        k += 1
-    return (
-        _month_boundary(origin, anchor, k * period.months),
-        _month_boundary(origin, anchor, (k + 1) * period.months),
-    )
+        return _month_boundary(origin, anchor, (k - 1) * period.months), start
+    end = _month_boundary(origin, anchor, (k + 1) * period.months)
+    if end <= when:
+        return end, _month_boundary(origin, anchor, (k + 2) * period.months)
+    return start, end
 
 
 def _month_boundary(origin: datetime, anchor: float, months: int) -> float:

@@ -19,7 +19,6 @@ from __future__ import annotations
 import atexit
 import contextlib
 import fcntl
-import json
 import logging
 import os
 import re
@@ -28,12 +27,22 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ..errors import CorruptStoreError, InvalidInputError, StoreError, UnknownUserError
-from ..records import UserRecord, dump_user_dict, from_json, loads, roll, to_json
+from ..records import (
+    UserRecord,
+    charge,
+    dump_user_dict,
+    from_json,
+    loads,
+    quote,
+    roll,
+    to_json,
+)
 from .base import BudgetStore, register
 
 MIN_COMPACT_BYTES = 1 << 20
@@ -73,6 +82,8 @@ class JsonFileStore(BudgetStore):
         """
         self.path = Path(path).absolute()
         self._journal_path = str(self.path) + ".journal"
+        # os.stat() of bytes skips encoding the path on every call (it is on every change's path).
+        self._journal_path_bytes = os.fsencode(self._journal_path)
         self._lock_path = str(self.path) + ".lock"
         self._fsync = fsync
         self._min_compact = MIN_COMPACT_BYTES if compact_bytes is None else compact_bytes
@@ -145,7 +156,7 @@ class JsonFileStore(BudgetStore):
     def _sync(self, exclusive: bool) -> None:
         """Apply what other writers appended since we last looked (called holding the lock)."""
         try:
-            st = os.stat(self._journal_path)
+            st = os.stat(self._journal_path_bytes)
         except FileNotFoundError:
             self._reload(exclusive)
             return
@@ -169,12 +180,13 @@ class JsonFileStore(BudgetStore):
     def _read_snapshot(self) -> tuple[dict[str, UserRecord], int]:
         try:
             raw = self.path.read_bytes()
+            size = len(raw)
         except FileNotFoundError:
             return {}, 0
         except OSError as exc:
             raise StoreError(f"cannot read {str(self.path)!r}: {exc}") from exc
         try:
-            data = loads(raw) if raw.strip() else {}
+            data = loads(raw) if raw and not raw.isspace() else {}  # strip() would copy it
         except (ValueError, UnicodeDecodeError) as exc:
             raise CorruptStoreError(
                 f"{str(self.path)!r} is not valid JSON ({exc}); it was left untouched. "
@@ -185,11 +197,16 @@ class JsonFileStore(BudgetStore):
                 f"{str(self.path)!r} is not a budget file: its top level is a "
                 f"{type(data).__name__}, not an object of users; it was left untouched"
             )
+        del raw
+        records: dict[str, UserRecord] = {}
         try:
-            records = {str(user): from_json(str(user), record) for user, record in data.items()}
+            # Each user's parsed dict is dropped as soon as its record is built, so the parsed
+            # document and the records are not both held whole (peak memory of big stores).
+            for user in list(data):
+                records[str(user)] = from_json(str(user), data.pop(user))
         except CorruptStoreError as exc:
             raise CorruptStoreError(f"{str(self.path)!r}: {exc}; it was left untouched") from None
-        return records, len(raw)
+        return records, size
 
     def _replay(self, size: int, exclusive: bool) -> None:
         chunk = os.pread(self._journal_fd, size - self._offset, self._offset)
@@ -222,7 +239,7 @@ class JsonFileStore(BudgetStore):
         """Catch up with other writers before a read (a stat() when nothing changed)."""
         self._check_process()
         try:
-            st = os.stat(self._journal_path)
+            st = os.stat(self._journal_path_bytes)
         except FileNotFoundError:
             st = None
         if st is not None and st.st_ino == self._journal_ino and st.st_size == self._offset:
@@ -234,9 +251,9 @@ class JsonFileStore(BudgetStore):
     def _write(self, user: str, record: UserRecord | None) -> None:
         """Append one change (holding the exclusive lock), then compact if the journal is big."""
         if record is None:
-            line = f'{{"u": {json.dumps(user)}, "del": true}}\n'.encode()
+            line = f'{{"u": {quote(user)}, "del": true}}\n'.encode()
         else:
-            line = f'{{"u": {json.dumps(user)}, "r": {to_json(record)}}}\n'.encode()
+            line = f'{{"u": {quote(user)}, "r": {to_json(record)}}}\n'.encode()
         try:
             written = os.write(self._journal_fd, line)
             while written < len(line):
@@ -342,6 +359,34 @@ class JsonFileStore(BudgetStore):
                     raise UnknownUserError(user)
                 record = current.copy()
                 change(record)
+                self._write(user, record)
+                self._records[user] = record
+                self._maybe_compact()
+            finally:
+                self._unlock()
+        return record
+
+    def charge(
+        self,
+        user: str,
+        model: str | None,
+        amount: Decimal,
+        now: float,
+        *,
+        within_budget: bool = False,
+    ) -> UserRecord:
+        if within_budget:
+            return super().charge(user, model, amount, now, within_budget=True)
+        # update() with the change inlined: the hot path of every update_cost.
+        with self._mutex:
+            self._check_process()
+            self._lock(exclusive=True)
+            try:
+                current = self._records.get(user)
+                if current is None:
+                    raise UnknownUserError(user)
+                record = current.copy()
+                charge(record, model, amount, now)  # rolls the period first
                 self._write(user, record)
                 self._records[user] = record
                 self._maybe_compact()

@@ -1,0 +1,1 @@
+"""Side-by-side benchmarks of budget_manager and litellm.BudgetManager: ``python -m bench``."""
