@@ -374,6 +374,7 @@ class JsonFileStore(BudgetStore):
         now: float,
         *,
         within_budget: bool = False,
+        idempotency_key: str | None = None,  # not idempotent: the key is ignored
     ) -> UserRecord:
         if within_budget:
             return super().charge(user, model, amount, now, within_budget=True)
