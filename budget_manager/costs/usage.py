@@ -133,6 +133,11 @@ def _responses_ttl_counts(details: Any) -> dict[str, int] | None:
     }
 
 
+def _reports_something(details: Any) -> bool:
+    # The common OpenAI shape is a dict of zeros ({"cached_tokens": 0, "audio_tokens": 0}).
+    return type(details) is not dict or any(details.values())
+
+
 def _read_prompt_details(usage: Usage, details: Any) -> None:
     get = _getter(details)
     usage.cache_read_tokens = _tokens(get("cached_tokens"), "cached_tokens")
@@ -175,7 +180,7 @@ def _chat_usage(get: Callable[[str], Any]) -> Usage:
     if type(total) is int:
         usage.total_tokens = total
     prompt_details = get("prompt_tokens_details")
-    if prompt_details is not None:
+    if prompt_details is not None and _reports_something(prompt_details):
         _read_prompt_details(usage, prompt_details)
     for key in ("prompt_cache_hit_tokens", "cache_read_input_tokens"):
         value = get(key)
@@ -185,7 +190,7 @@ def _chat_usage(get: Callable[[str], Any]) -> Usage:
     if isinstance(value, int):
         usage.cache_write_tokens = _tokens(value, "cache_creation_input_tokens")
     completion_details = get("completion_tokens_details")
-    if completion_details is not None:
+    if completion_details is not None and _reports_something(completion_details):
         _read_completion_details(usage, completion_details)
     if not usage.reasoning_tokens:
         usage.reasoning_tokens = _tokens(get("reasoning_tokens"), "reasoning_tokens")
