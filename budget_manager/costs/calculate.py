@@ -12,8 +12,16 @@ from .usage import Usage
 
 # Providers whose bills do not depend on a service tier the response names.
 _TIERLESS_PROVIDERS = frozenset(
-    {"fireworks_ai", "deepseek", "tencent", "xai", "lemonade", "dashscope", "qwencloud"}
-    | {"qwen_ai_platform"}
+    [
+        "fireworks_ai",
+        "deepseek",
+        "tencent",
+        "xai",
+        "lemonade",
+        "dashscope",
+        "qwencloud",
+        "qwen_ai_platform",
+    ]
 )
 
 
