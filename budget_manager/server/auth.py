@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hmac
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -11,6 +10,7 @@ from dataclasses import dataclass, field
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import InvalidInputError
+from .errors import error
 
 ENV_KEYS = "BUDGET_MANAGER_API_KEYS"
 #: Paths anyone may call, keys or not.
@@ -94,7 +94,12 @@ class AuthMiddleware:
         token = bearer(scope)
         found, projects = self.keys.lookup(token) if token is not None else (False, None)
         if not found:
-            await _unauthorized(send)
+            await error(
+                401,
+                "missing or invalid API key: send Authorization: Bearer <key>",
+                "Authorization",
+                **{"WWW-Authenticate": "Bearer"},
+            )(scope, receive, send)
             return
         scope.setdefault("state", {})["projects"] = projects
         await self.app(scope, receive, send)
@@ -104,25 +109,3 @@ def allowed(scope: Scope, project: str) -> bool:
     """Whether the request's key may use ``project``."""
     projects = scope.get("state", {}).get("projects", ALL_PROJECTS)
     return projects is ALL_PROJECTS or project in projects
-
-
-async def _unauthorized(send: Send) -> None:
-    body = json.dumps(
-        {
-            "status": "error",
-            "message": "missing or invalid API key: send Authorization: Bearer <key>",
-            "field": "Authorization",
-        }
-    ).encode()
-    await send(
-        {
-            "type": "http.response.start",
-            "status": 401,
-            "headers": [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"www-authenticate", b"Bearer"),
-            ],
-        }
-    )
-    await send({"type": "http.response.body", "body": body})

@@ -15,11 +15,12 @@ from collections.abc import Callable
 from json import dumps
 
 from pydantic import ValidationError
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ..errors import BudgetManagerError
 from ..records import UserRecord, to_json
 from .auth import allowed
+from .limits import replay
 from .projects import Stores
 from .schemas import MAX_NAME, CostIn
 
@@ -53,7 +54,7 @@ class CostFastLane:
         body = await _body(receive)
         answer = await self._serve(scope, match.group(1), match.group(2), body)
         if answer is None:
-            await self.app(scope, _replay(body, receive), send)
+            await self.app(scope, replay(body, receive), send)
             return
         await send(
             {
@@ -108,16 +109,3 @@ async def _body(receive: Receive) -> bytes:
         chunks.append(message.get("body", b""))
         if not message.get("more_body", False):
             return b"".join(chunks)
-
-
-def _replay(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
