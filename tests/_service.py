@@ -159,8 +159,8 @@ def pg_database() -> Iterator[str]:
 def _close_pools() -> None:
     from budget_manager.stores import postgres
 
-    with postgres._DATABASES._lock:
-        databases = list(postgres._DATABASES._by_url.values())
-        postgres._DATABASES._by_url.clear()
+    with postgres.PostgresStore.databases._lock:
+        databases = list(postgres.PostgresStore.databases._by_url.values())
+        postgres.PostgresStore.databases._by_url.clear()
     for db in databases:
         db.close()

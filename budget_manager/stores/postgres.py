@@ -12,7 +12,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from ..errors import InvalidInputError, StoreError, StoreUnavailableError
+from ..errors import StoreError, StoreUnavailableError
 from .base import register
 from .sql import Cursor, Database, SharedDatabases, SqlStore, redact_url
 
@@ -92,21 +92,13 @@ def _open(url: str) -> Database:
     return PostgresDatabase(url)
 
 
-_DATABASES = SharedDatabases(_open)
-
-
 @register
 class PostgresStore(SqlStore):
     """One project's budgets in PostgreSQL; see the module docstring."""
 
     schemes = ("postgresql", "postgres")
-
-    @classmethod
-    def from_url(cls, url: str, project: str, **options: Any) -> PostgresStore:
-        if options:
-            raise InvalidInputError(f"unknown PostgreSQL store options: {sorted(options)}")
-        db, release = _DATABASES.acquire(url)
-        return cls(db, project, release)
+    databases = SharedDatabases(_open)
+    label = "PostgreSQL"
 
     def __repr__(self) -> str:
         url = self.db.url if isinstance(self.db, PostgresDatabase) else "?"

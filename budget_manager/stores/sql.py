@@ -103,6 +103,16 @@ class SqlStore(BudgetStore):
     """One project's budgets in a :class:`Database`."""
 
     idempotent = True
+    #: the databases a subclass opens, shared by its stores; and its name in messages
+    databases: ClassVar[SharedDatabases]
+    label: ClassVar[str] = "SQL"
+
+    @classmethod
+    def from_url(cls, url: str, project: str, **options: Any) -> SqlStore:
+        if options:
+            raise InvalidInputError(f"unknown {cls.label} store options: {sorted(options)}")
+        db, release = cls.databases.acquire(url)
+        return cls(db, project, release)
 
     def __init__(self, db: Database, project: str, release: Callable[[], None]) -> None:
         if not isinstance(project, str) or not project:

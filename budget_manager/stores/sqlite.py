@@ -17,7 +17,6 @@ import sqlite3
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
 from urllib.parse import parse_qs, unquote
 
 from ..errors import InvalidInputError, StoreError, StoreUnavailableError
@@ -133,21 +132,13 @@ def _open(url: str) -> Database:
     return SqliteDatabase(path, options.get("synchronous", "NORMAL"), busy)
 
 
-_DATABASES = SharedDatabases(_open)
-
-
 @register
 class SqliteStore(SqlStore):
     """One project's budgets in a SQLite file; see the module docstring."""
 
     schemes = ("sqlite", "sqlite3")
-
-    @classmethod
-    def from_url(cls, url: str, project: str, **options: Any) -> SqliteStore:
-        if options:
-            raise InvalidInputError(f"unknown SQLite store options: {sorted(options)}")
-        db, release = _DATABASES.acquire(url)
-        return cls(db, project, release)
+    databases = SharedDatabases(_open)
+    label = "SQLite"
 
     def __repr__(self) -> str:
         path = self.db.path if isinstance(self.db, SqliteDatabase) else "?"
