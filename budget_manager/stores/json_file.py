@@ -350,21 +350,7 @@ class JsonFileStore(BudgetStore):
         return record
 
     def update(self, user: str, change: Callable[[UserRecord], None]) -> UserRecord:
-        with self._mutex:
-            self._check_process()
-            self._lock(exclusive=True)
-            try:
-                current = self._records.get(user)
-                if current is None:
-                    raise UnknownUserError(user)
-                record = current.copy()
-                change(record)
-                self._write(user, record)
-                self._records[user] = record
-                self._maybe_compact()
-            finally:
-                self._unlock()
-        return record
+        return self._change(user, change)
 
     def charge(
         self,
@@ -378,7 +364,11 @@ class JsonFileStore(BudgetStore):
     ) -> UserRecord:
         if within_budget:
             return super().charge(user, model, amount, now, within_budget=True)
-        # update() with the change inlined: the hot path of every update_cost.
+        return self._change(user, charge, model, amount, now)  # charge() rolls the period first
+
+    def _change(self, user: str, change: Callable[..., None], *args: Any) -> UserRecord:
+        # The one read-modify-write: change(copy, *args) under both locks, then journaled. Arguments
+        # rather than a closure, since charge() is the hot path of every update_cost.
         with self._mutex:
             self._check_process()
             self._lock(exclusive=True)
@@ -387,7 +377,7 @@ class JsonFileStore(BudgetStore):
                 if current is None:
                     raise UnknownUserError(user)
                 record = current.copy()
-                charge(record, model, amount, now)  # rolls the period first
+                change(record, *args)
                 self._write(user, record)
                 self._records[user] = record
                 self._maybe_compact()
