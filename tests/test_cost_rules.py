@@ -199,7 +199,8 @@ def plain_cost(model: str, prompt: int, completion: int) -> float:
 
 
 def test_openai_sdk_chat_completion_objects():
-    openai_types = pytest.importorskip("openai.types.chat")
+    import openai.types.chat as openai_types
+
     data = {
         "id": "chatcmpl-1",
         "object": "chat.completion",
@@ -226,7 +227,8 @@ def test_openai_sdk_chat_completion_objects():
 
 
 def test_openai_responses_api_usage():
-    responses = pytest.importorskip("openai.types.responses")
+    import openai.types.responses as responses
+
     usage = responses.ResponseUsage.model_validate(
         {
             "input_tokens": 1000,
@@ -248,7 +250,8 @@ def test_openai_responses_api_usage():
 
 
 def test_anthropic_sdk_message_objects(tmp_path):
-    anthropic_types = pytest.importorskip("anthropic.types")
+    import anthropic.types as anthropic_types
+
     message = anthropic_types.Message.model_validate(
         {
             "id": "msg_1",
@@ -280,7 +283,8 @@ def test_anthropic_sdk_message_objects(tmp_path):
 
 
 def test_litellm_model_response_objects():
-    litellm = pytest.importorskip("litellm")
+    import litellm
+
     response = litellm.ModelResponse(
         **chat("gpt-4o", 1000, 100, prompt_tokens_details={"cached_tokens": 500})
     )
@@ -326,7 +330,8 @@ def test_streams_are_priced_from_the_last_usage_or_the_text():
 
 
 def test_openai_sdk_chunk_objects_and_anthropic_stream_events():
-    chat_types = pytest.importorskip("openai.types.chat")
+    import openai.types.chat as chat_types
+
     raw = chunks(
         "gpt-4o", ["Hi"], {"prompt_tokens": 10, "completion_tokens": 2, "total_tokens": 12}
     )

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import warnings
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import litellm  # conftest sets LITELLM_LOCAL_MODEL_COST_MAP first
 import pytest
 
 from budget_manager import completion_cost, cost_per_token
 
-os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
-litellm = pytest.importorskip("litellm")
 litellm.suppress_debug_info = True
 
 OURS: dict[str, dict[str, Any]] = json.loads(

@@ -266,7 +266,8 @@ def test_litellm_protocol_spend_survives_an_outage(plain: PlainService) -> None:
 
 # -- LiteLLM's own client against this service ------------------------------------------------------
 def test_litellm_hosted_client_works_against_this_service(tmp_path: Path) -> None:
-    litellm = pytest.importorskip("litellm")
+    import litellm
+
     server = ThreadServer(store_url=f"sqlite:///{tmp_path}/svc.db", api_keys=[]).start()
     try:
         theirs = litellm.BudgetManager(

@@ -5,11 +5,10 @@ import threading
 import time
 from pathlib import Path
 
+import litellm
 import pytest
 
 from budget_manager import BudgetManager, completion_cost
-
-litellm = pytest.importorskip("litellm")  # a dev dependency: present in CI
 
 RESPONSES = [
     {

@@ -13,6 +13,7 @@ from .. import tokens
 from ..errors import InvalidInputError, UnknownModelError
 from ..money import add, to_float
 from .calculate import usage_cost
+from .prices import ModelPrices
 from .streams import fold, is_stream
 from .table import TABLE, Entry
 from .usage import Usage, model_of, read_usage, usage_of
@@ -103,51 +104,46 @@ def response_cost(
     messages: Iterable[Mapping[str, Any]] | None = None,
 ) -> tuple[str, Decimal]:
     """``(model, exact USD cost)`` of one response (or stream of chunks); the response's model
-    wins over the default when the table knows it."""
+    wins over the default when the table knows it. A stream that reports no usage is priced from
+    ``messages`` and the text it carried."""
     if is_stream(response):
-        return _stream_cost(response, default_model, now, messages)
-    usage = usage_of(response)
-    model = _model(model_of(response), default_model)
-    prompt, completion = usage_cost(TABLE.prices(model)[1], usage, now)
-    return model, add(prompt, completion)
-
-
-def _stream_cost(
-    chunks: Any,
-    default_model: str | None,
-    now: float | None,
-    messages: Iterable[Mapping[str, Any]] | None,
-) -> tuple[str, Decimal]:
-    folded = fold(chunks)
-    model = _model(folded.model, default_model)
-    prices = TABLE.prices(model)[1]
-    if folded.usage is not None:
+        folded = fold(response)
+        model, prices = _priced(folded.model, default_model)
+        if folded.usage is None:
+            return model, counted_cost(model, messages, folded.text, now)
         usage = read_usage(folded.usage, folded.service_tier)
     else:
-        usage = Usage(
-            prompt_tokens=tokens.count_messages(model, messages) if messages else 0,
-            completion_tokens=tokens.count_text(model, folded.text),
-        )
-    prompt, completion = usage_cost(prices, usage, now)
-    return model, add(prompt, completion)
+        usage = usage_of(response)
+        model, prices = _priced(model_of(response), default_model)
+    return model, add(*usage_cost(prices, usage, now))
+
+
+def counted_cost(
+    model: str,
+    messages: Iterable[Mapping[str, Any]] | None,
+    completion_text: str,
+    now: float | None = None,
+) -> Decimal:
+    """Exact cost of sending ``messages`` (none: no prompt) and receiving ``completion_text``,
+    counted with the model's tokenizer."""
+    prices = TABLE.prices(model)  # fail on an unknown model before counting tokens
+    usage = Usage(
+        prompt_tokens=tokens.count_messages(model, messages) if messages is not None else 0,
+        completion_tokens=tokens.count_text(model, completion_text),
+    )
+    return add(*usage_cost(prices, usage, now))
 
 
 def text_cost(model: str, prompt_text: str, completion_text: str) -> Decimal:
     """Exact cost of a prompt given as one user message and a completion given as plain text."""
     if not isinstance(prompt_text, str) or not isinstance(completion_text, str):
         raise InvalidInputError("input_text and output_text must be strings")
-    prices = TABLE.prices(model)[1]  # fail on an unknown model before counting tokens
-    usage = Usage(
-        prompt_tokens=tokens.count_messages(model, [{"role": "user", "content": prompt_text}]),
-        completion_tokens=tokens.count_text(model, completion_text),
-    )
-    prompt, completion = usage_cost(prices, usage)
-    return add(prompt, completion)
+    return counted_cost(model, [{"role": "user", "content": prompt_text}], completion_text)
 
 
 def messages_cost(model: str, messages: Iterable[Mapping[str, Any]]) -> Decimal:
     """Exact prompt cost of sending ``messages`` to ``model``."""
-    prices = TABLE.prices(model)[1]
+    prices = TABLE.prices(model)
     prompt, _ = usage_cost(prices, Usage(prompt_tokens=tokens.count_messages(model, messages)))
     return prompt
 
@@ -167,13 +163,7 @@ def completion_cost(
     if model is None:
         raise InvalidInputError("completion_cost needs a response, or model= with text")
     if messages is not None:
-        prices = TABLE.prices(model)[1]
-        usage = Usage(
-            prompt_tokens=tokens.count_messages(model, messages),
-            completion_tokens=tokens.count_text(model, completion),
-        )
-        prompt_cost, completion_part = usage_cost(prices, usage)
-        return to_float(add(prompt_cost, completion_part))
+        return to_float(counted_cost(model, messages, completion))
     return to_float(text_cost(model, prompt, completion))
 
 
@@ -182,19 +172,24 @@ def require_price(model: str) -> None:
     TABLE.prices(model)
 
 
-def _model(named: str | None, default: str | None) -> str:
-    model = named if named is not None and TABLE.knows(named) else default or named
+def _priced(named: str | None, default: str | None) -> tuple[str, ModelPrices]:
+    # The response's own model when the table knows it, else the caller's.
+    if named is not None:
+        prices = TABLE.find(named)
+        if prices is not None:
+            return named, prices
+    model = default or named
     if model is None:
         raise InvalidInputError("the response names no model; pass model= to price it")
-    return model
+    return model, TABLE.prices(model)
 
 
-def _prices(model: str, provider: str | None) -> Any:
+def _prices(model: str, provider: str | None) -> ModelPrices:
     if provider and isinstance(model, str) and not model.startswith(provider + "/"):
-        prefixed = f"{provider}/{model}"
-        if TABLE.knows(prefixed):
-            return TABLE.prices(prefixed)[1]
-    return TABLE.prices(model)[1]
+        prices = TABLE.find(f"{provider}/{model}")
+        if prices is not None:
+            return prices
+    return TABLE.prices(model)
 
 
 def _count(value: object, what: str) -> int:

@@ -120,17 +120,13 @@ def _xai_completion(usage: Usage) -> Usage:
     completion = usage.completion_tokens
     if usage.total_tokens != usage.prompt_tokens + usage.completion_tokens:
         completion += usage.reasoning_tokens
-    return Usage(
-        prompt_tokens=usage.prompt_tokens,
+    return replace(
+        usage,
         completion_tokens=completion,
-        cache_read_tokens=usage.cache_read_tokens,
-        cache_write_tokens=usage.cache_write_tokens,
-        cache_write_by_ttl=usage.cache_write_by_ttl,
-        prompt_text_tokens=usage.prompt_text_tokens,
-        prompt_audio_tokens=usage.prompt_audio_tokens,
-        prompt_image_tokens=usage.prompt_image_tokens,
-        total_tokens=usage.total_tokens,
-        service_tier=None,
+        reasoning_tokens=0,
+        completion_text_tokens=0,
+        completion_audio_tokens=0,
+        completion_image_tokens=0,
     )
 
 

@@ -22,7 +22,7 @@ class PriceTable:
     def __init__(self) -> None:
         self._entries: dict[str, dict[str, Any]] | None = None
         self._metadata: dict[str, Any] = {}
-        self._compiled: dict[str, tuple[str, ModelPrices]] = {}
+        self._compiled: dict[str, ModelPrices] = {}
         self._lock = threading.Lock()
 
     # -- loading -------------------------------------------------------------------------------
@@ -106,22 +106,28 @@ class PriceTable:
                 return rest
         return None
 
-    def prices(self, model: str) -> tuple[str, ModelPrices]:
-        """``(table key, compiled prices)`` of ``model``; UnknownModelError if it has none."""
+    def find(self, model: str) -> ModelPrices | None:
+        """The compiled prices of ``model`` (by name resolution), or None if it has none."""
         hit = self._compiled.get(model)
         if hit is not None:
             return hit
         if not isinstance(model, str) or not model:
-            raise UnknownModelError(str(model), f"model must be a non-empty string, got {model!r}")
+            return None
         key = self._resolve(model)
         if key is None:
-            raise UnknownModelError(model)
-        hit = (key, compile_prices(self._table()[key]))
+            return None
+        hit = compile_prices(self._table()[key])
         self._compiled[model] = hit
         return hit
 
-    def knows(self, model: str) -> bool:
-        return isinstance(model, str) and self._resolve(model) is not None
+    def prices(self, model: str) -> ModelPrices:
+        """The compiled prices of ``model``; UnknownModelError if it has none."""
+        hit = self.find(model)
+        if hit is not None:
+            return hit
+        if not isinstance(model, str) or not model:
+            raise UnknownModelError(str(model), f"model must be a non-empty string, got {model!r}")
+        raise UnknownModelError(model)
 
     def view(self) -> Mapping[str, Entry]:
         return _ReadOnlyTable(self)
