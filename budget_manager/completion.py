@@ -7,7 +7,7 @@ import sys
 import threading
 from collections.abc import Mapping, Sequence
 from decimal import Decimal
-from typing import Any
+from typing import Any, Literal, overload
 
 from . import costs, tokens
 from .errors import (
@@ -51,9 +51,10 @@ class _GlobalSpend:
         cap = package.max_budget
         if cap is None:
             return
+        limit = to_money(cap, "budget_manager.max_budget")  # InvalidBudgetError, not TypeError
         with self.lock:
             self._sync(package)
-            if package._current_cost > cap:
+            if self.total > limit:
                 raise BudgetExceededError(current_cost=package._current_cost, max_budget=cap)
 
     def add(self, amount: Decimal) -> None:
@@ -68,7 +69,25 @@ class _GlobalSpend:
 GLOBAL_SPEND = _GlobalSpend()
 
 
-def completion(model: str, messages: Sequence[Mapping[str, Any]], **kwargs: Any) -> Any:
+@overload
+def completion(
+    model: str, messages: Sequence[Mapping[str, Any]], *, stream: Literal[True], **kwargs: Any
+) -> CompletionStream: ...
+@overload
+def completion(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    *,
+    stream: Literal[False] = ...,
+    **kwargs: Any,
+) -> ModelResponse: ...
+@overload
+def completion(
+    model: str, messages: Sequence[Mapping[str, Any]], *, stream: bool, **kwargs: Any
+) -> ModelResponse | CompletionStream: ...
+def completion(
+    model: str, messages: Sequence[Mapping[str, Any]], **kwargs: Any
+) -> ModelResponse | CompletionStream:
     """Send a chat completion to an OpenAI-compatible endpoint, within ``max_budget``.
 
     The endpoint is ``api_base`` (or ``base_url``), else ``OPENAI_BASE_URL`` / ``OPENAI_API_BASE``,

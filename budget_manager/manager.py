@@ -9,11 +9,11 @@ from collections.abc import Callable, Iterable, Mapping
 from decimal import Decimal
 from typing import Any, Literal
 
-from . import costs, periods, records
+from . import costs, names, periods, records
 from .errors import InvalidInputError, UnknownUserError
 from .money import to_float, to_money
 from .records import UserRecord
-from .stores import BudgetStore, JsonFileStore, default_path, store_from_url
+from .stores import BudgetStore, JsonFileStore, adoptable_paths, default_path, store_from_url
 
 Clock = Callable[[], float]
 API_BASE_ENV = "BUDGET_MANAGER_API_BASE"
@@ -41,10 +41,7 @@ class BudgetManager:
         clock: Clock | None = None,
         **options: Any,
     ) -> None:
-        if not isinstance(project_name, str) or not project_name:
-            raise InvalidInputError(
-                f"project_name must be a non-empty string, got {project_name!r}"
-            )
+        names.check(project_name, "project_name")
         if client_type not in ("local", "hosted"):
             raise InvalidInputError(f'client_type must be "local" or "hosted", got {client_type!r}')
         self.project_name = project_name
@@ -72,9 +69,11 @@ class BudgetManager:
                 )
             self.api_base = api_base
             return HostedStore(api_base, self.project_name, headers=self.headers, **options)
-        return JsonFileStore(
-            path if path is not None else default_path(self.project_name), **options
-        )
+        if path is not None:
+            return JsonFileStore(path, **options)
+        # A LiteLLM user switching imports keeps the budgets LiteLLM kept in user_cost.json.
+        options.setdefault("adopt", adoptable_paths(self.project_name))
+        return JsonFileStore(default_path(self.project_name), **options)
 
     @property
     def store(self) -> BudgetStore:
@@ -222,9 +221,7 @@ class BudgetManager:
 
 
 def _user(user: object) -> str:
-    if not isinstance(user, str):
-        raise InvalidInputError(f"user must be a string, got {type(user).__name__} {user!r}")
-    return user
+    return names.check(user, "user")
 
 
 def _timestamp(value: object) -> float:

@@ -123,3 +123,42 @@ def test_a_file_written_here_loads_in_litellm():
     assert again.get_current_cost("forever") == pytest.approx(
         theirs.get_current_cost("forever"), rel=1e-12
     )
+
+
+def test_switching_the_import_keeps_litellms_budgets(caplog):
+    """The seed's ``if not is_valid_user(...): create_budget(...)`` pattern, run by a LiteLLM user
+    who only changed the import, must not start their spend again from zero."""
+    theirs = litellm.BudgetManager(project_name="test_project")
+    drive(theirs, litellm_response)
+    _settle()
+    theirs.save_data()
+    litellm_file = Path("user_cost.json")
+    before = litellm_file.read_bytes()
+    written = json.loads(before)
+
+    with caplog.at_level("WARNING", logger="budget_manager"):
+        ours = BudgetManager(project_name="test_project")
+    for user in ("daily", "monthly", "forever"):
+        assert ours.is_valid_user(user)
+        assert ours.get_current_cost(user) == pytest.approx(
+            written[user]["current_cost"], rel=1e-12
+        )
+    if not ours.is_valid_user("daily"):  # the seed's pattern: must not run
+        ours.create_budget(total_budget=10, user="daily", duration="daily")
+    ours.update_cost(user="daily", completion_obj=RESPONSES[1])
+    ours.save_data()
+
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1
+    assert "user_cost.json" in warnings[0] and "user_cost_test_project.json" in warnings[0]
+    assert litellm_file.read_bytes() == before  # LiteLLM's file is left as it was
+    own = json.loads(Path("user_cost_test_project.json").read_text())
+    assert own["daily"]["current_cost"] == pytest.approx(
+        written["daily"]["current_cost"] + completion_cost(RESPONSES[1]), rel=1e-12
+    )
+
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="budget_manager"):
+        again = BudgetManager(project_name="test_project")  # has its own file now: no adoption
+    assert not caplog.records
+    assert again.get_current_cost("daily") == ours.get_current_cost("daily")

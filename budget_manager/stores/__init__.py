@@ -1,6 +1,13 @@
 """Budget stores, one module per backend, chosen by URL scheme (see :func:`store_from_url`)."""
 
 from .base import BudgetStore, register, store_from_url
-from .json_file import JsonFileStore, default_path
+from .json_file import JsonFileStore, adoptable_paths, default_path
 
-__all__ = ["BudgetStore", "JsonFileStore", "default_path", "register", "store_from_url"]
+__all__ = [
+    "BudgetStore",
+    "JsonFileStore",
+    "adoptable_paths",
+    "default_path",
+    "register",
+    "store_from_url",
+]

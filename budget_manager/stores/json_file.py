@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import errno
 import fcntl
+import glob
+import hashlib
 import logging
 import os
 import re
@@ -26,12 +29,13 @@ import threading
 import time
 import uuid
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from .. import names
 from ..errors import CorruptStoreError, InvalidInputError, StoreError, UnknownUserError
 from ..records import (
     UserRecord,
@@ -46,19 +50,40 @@ from ..records import (
 from .base import BudgetStore, register
 
 MIN_COMPACT_BYTES = 1 << 20
+LITELLM_FILE = "user_cost.json"
+#: What compaction appends to a file name: ``.journal`` and ``.<pid>.<8 hex>.tmp``.
+_LONGEST_SUFFIX = len(".journal.4194304.00000000.tmp")
 FLUSH_AFTER = 1.0
 logger = logging.getLogger("budget_manager")
 _SAFE_NAME = re.compile(r"[^A-Za-z0-9._-]+")
 
 
 def default_path(project: str) -> Path:
-    """``user_cost_<project>.json`` in the working folder, one file per project."""
-    slug = _SAFE_NAME.sub("_", project).strip("._") or "project"
-    if slug != project:  # keep projects that sanitize alike apart
-        import hashlib
+    """``user_cost_<project>.json`` in the working folder, one file per project.
 
-        slug += "-" + hashlib.sha256(project.encode()).hexdigest()[:8]
+    A name made only of ``[A-Za-z0-9._-]`` is used as it is; any other gets a readable slug and
+    128 bits of its SHA-256, so two project names never share a file.
+    """
+    slug = _slug(names.check(project, "project_name"))
+    if slug != project:
+        slug = f"{slug[:64]}-{_digest(project)[:32]}"
     return Path(f"user_cost_{slug}.json")
+
+
+def adoptable_paths(project: str) -> list[Path]:
+    """Files a new project file takes its users from, first found first: this project's file
+    under the 8-digit name of earlier releases, then LiteLLM's ``user_cost.json``."""
+    slug = _slug(project)
+    earlier = [Path(f"user_cost_{slug}-{_digest(project)[:8]}.json")] if slug != project else []
+    return [*earlier, Path(LITELLM_FILE)]
+
+
+def _slug(project: str) -> str:
+    return _SAFE_NAME.sub("_", project).strip("._") or "project"
+
+
+def _digest(project: str) -> str:
+    return hashlib.sha256(project.encode("utf-8", "surrogatepass")).hexdigest()
 
 
 @register
@@ -74,13 +99,17 @@ class JsonFileStore(BudgetStore):
         fsync: bool = False,
         compact_bytes: int | None = None,
         flush_after: float | None = FLUSH_AFTER,
+        adopt: Iterable[str | os.PathLike[str]] = (),
     ) -> None:
         """``fsync``: fsync every journal append (power-loss durability; slower).
         ``compact_bytes``: smallest journal size that triggers a compaction.
         ``flush_after``: seconds after a change when a background thread brings the main file up
         to date, as LiteLLM's own background saves do (None: only on save(), close() and exit).
+        ``adopt``: while the store has no file yet, it starts from the first of these files that
+        exists (copied, never changed), e.g. LiteLLM's ``user_cost.json``.
         """
         self.path = Path(path).absolute()
+        self._adopt = [Path(p).absolute() for p in adopt]
         self._journal_path = str(self.path) + ".journal"
         # os.stat() of bytes skips encoding the path on every call (it is on every change's path).
         self._journal_path_bytes = os.fsencode(self._journal_path)
@@ -117,18 +146,54 @@ class JsonFileStore(BudgetStore):
         self._mutex = threading.RLock()
         if not self.path.parent.is_dir():
             raise StoreError(f"folder {str(self.path.parent)!r} does not exist")
-        fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        self._check_name_length()
+        try:
+            fd = os.open(self._lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
+        except OSError as exc:
+            if exc.errno == errno.ENAMETOOLONG:
+                raise InvalidInputError(f"{str(self.path)!r} is too long a path") from None
+            raise StoreError(f"cannot open {self._lock_path!r}: {exc.strerror}") from exc
         try:
             fcntl.flock(fd, fcntl.LOCK_EX)
             self._lock_fd = fd
             self._remove_stale_temporaries()
             self._reload(exclusive=True)
+            if self._adopt and not self._records and not self._offset and not self.path.exists():
+                self._adopt_first()
             fcntl.flock(fd, fcntl.LOCK_UN)
         except BaseException:
             os.close(fd)  # also releases the lock
             if self._journal_fd >= 0:
                 os.close(self._journal_fd)
             raise
+
+    def _check_name_length(self) -> None:
+        try:
+            limit = os.pathconf(self.path.parent, "PC_NAME_MAX")
+        except (OSError, ValueError):
+            limit = 255
+        if len(os.fsencode(self.path.name)) + _LONGEST_SUFFIX > limit:
+            raise InvalidInputError(
+                f"the budget file name {self.path.name!r} is too long for this file system "
+                f"(at most {limit - _LONGEST_SUFFIX} bytes, to leave room for its journal and "
+                "temporary files); choose a shorter project name or pass path="
+            )
+
+    def _adopt_first(self) -> None:
+        """Start from the first adoptable file (holding the exclusive lock, with no file yet)."""
+        for source in self._adopt:
+            if source != self.path and source.is_file():
+                self._records, _ = self._read_user_dict(source)
+                self._compact()
+                logger.warning(
+                    "%s did not exist: it now holds the %d budgets of %s, which was left as it "
+                    "was (later changes go to %s only)",
+                    self.path,
+                    len(self._records),
+                    source,
+                    self.path,
+                )
+                return
 
     def _check_process(self) -> None:
         if self._closed:
@@ -178,23 +243,35 @@ class JsonFileStore(BudgetStore):
         self._replay(os.fstat(fd).st_size, exclusive)
 
     def _read_snapshot(self) -> tuple[dict[str, UserRecord], int]:
+        return self._read_user_dict(self.path)
+
+    @staticmethod
+    def _read_user_dict(path: Path) -> tuple[dict[str, UserRecord], int]:
+        """The users of a budget file (none if it does not exist) and its size in bytes."""
         try:
-            raw = self.path.read_bytes()
+            raw = path.read_bytes()
             size = len(raw)
         except FileNotFoundError:
             return {}, 0
         except OSError as exc:
-            raise StoreError(f"cannot read {str(self.path)!r}: {exc}") from exc
+            raise StoreError(f"cannot read {str(path)!r}: {exc}") from exc
+        if not raw or raw.isspace():  # strip() would copy it
+            raise CorruptStoreError(
+                f"{str(path)!r} is empty ({size} bytes). This library never writes an empty "
+                "budget file, so it was damaged (truncated, or overwritten by another program); "
+                "it was left untouched. Restore it from a backup, or delete it and its .journal "
+                "file to start afresh with no budgets."
+            )
         try:
-            data = loads(raw) if raw and not raw.isspace() else {}  # strip() would copy it
+            data = loads(raw)
         except (ValueError, UnicodeDecodeError) as exc:
             raise CorruptStoreError(
-                f"{str(self.path)!r} is not valid JSON ({exc}); it was left untouched. "
+                f"{str(path)!r} is not valid JSON ({exc}); it was left untouched. "
                 "Restore it from a backup or move it away to start empty."
             ) from None
         if not isinstance(data, dict):
             raise CorruptStoreError(
-                f"{str(self.path)!r} is not a budget file: its top level is a "
+                f"{str(path)!r} is not a budget file: its top level is a "
                 f"{type(data).__name__}, not an object of users; it was left untouched"
             )
         del raw
@@ -205,7 +282,7 @@ class JsonFileStore(BudgetStore):
             for user in list(data):
                 records[str(user)] = from_json(str(user), data.pop(user))
         except CorruptStoreError as exc:
-            raise CorruptStoreError(f"{str(self.path)!r}: {exc}; it was left untouched") from None
+            raise CorruptStoreError(f"{str(path)!r}: {exc}; it was left untouched") from None
         return records, size
 
     def _replay(self, size: int, exclusive: bool) -> None:
@@ -318,8 +395,11 @@ class JsonFileStore(BudgetStore):
 
     def _remove_stale_temporaries(self) -> None:
         # Left by a process killed mid-compaction; we hold the exclusive lock, so none is live.
-        for leftover in self.path.parent.glob(self.path.name + "*.tmp"):
-            _remove(str(leftover))
+        # Only this store's own names: another project's file may start with this one's name.
+        own = re.compile(re.escape(self.path.name) + r"(\.journal)?\.[0-9]+\.[0-9a-f]{8}\.tmp")
+        for leftover in self.path.parent.glob(glob.escape(self.path.name) + "*.tmp"):
+            if own.fullmatch(leftover.name):
+                _remove(str(leftover))
 
     # -- the store interface -------------------------------------------------------------------
     def get(self, user: str) -> UserRecord | None:
@@ -338,6 +418,7 @@ class JsonFileStore(BudgetStore):
             return dict(self._records)
 
     def put(self, user: str, record: UserRecord) -> UserRecord:
+        names.check(user, "user")
         with self._mutex:
             self._check_process()
             self._lock(exclusive=True)
