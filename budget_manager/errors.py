@@ -12,16 +12,24 @@ class BudgetManagerError(Exception):
 class BudgetExceededError(BudgetManagerError):
     """A spend cap was exceeded, so the call was not made."""
 
-    def __init__(self, current_cost: float, max_budget: float, message: str | None = None) -> None:
+    def __init__(
+        self,
+        current_cost: float,
+        max_budget: float,
+        message: str | None = None,
+        user: str | None = None,
+    ) -> None:
         self.current_cost = current_cost
         self.max_budget = max_budget
+        #: the budget that would be exceeded (the user's own or an ancestor's), when one is
+        self.user = user
         self.message = message or (
             f"Budget has been exceeded! Current cost: {current_cost}, Max budget: {max_budget}"
         )
         super().__init__(self.message)
 
     def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (self.current_cost, self.max_budget, self.message))
+        return (type(self), (self.current_cost, self.max_budget, self.message, self.user))
 
 
 class InvalidInputError(BudgetManagerError, ValueError):
@@ -70,6 +78,22 @@ class UnknownUserError(BudgetManagerError, KeyError):
 
     def __str__(self) -> str:  # KeyError would show the repr of the message
         return self.message
+
+
+class UnknownHoldError(BudgetManagerError, KeyError):
+    """No hold with this id exists (or it was forgotten long after it ended)."""
+
+    def __init__(self, hold_id: object) -> None:
+        self.hold_id = hold_id
+        self.message = f"no hold {hold_id!r}"
+        super().__init__(self.message)
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class IdempotencyConflictError(InvalidInputError):
+    """An idempotency key (or hold id) was used again for a different request."""
 
 
 class StoreError(BudgetManagerError):

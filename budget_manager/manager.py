@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -10,12 +11,18 @@ from decimal import Decimal
 from typing import Any, Literal
 
 from . import costs, names, periods, records
-from .errors import InvalidInputError, UnknownUserError
-from .money import to_float, to_money
-from .records import UserRecord
+from .costs.worst_case import worst_case
+from .errors import BudgetExceededError, InvalidInputError, UnknownModelError, UnknownUserError
+from .events import Listener
+from .hold import Hold
+from .money import ZERO, to_float, to_money
+from .operations import DEFAULT_TTL, RETRIES, Operations
+from .records import STORE_ERROR_POLICIES, UNKNOWN_MODEL_POLICIES, UserRecord
 from .stores import BudgetStore, JsonFileStore, adoptable_paths, default_path, store_from_url
+from .windows import window_of
 
 Clock = Callable[[], float]
+logger = logging.getLogger("budget_manager")
 API_BASE_ENV = "BUDGET_MANAGER_API_BASE"
 Duration = Literal["daily", "weekly", "monthly", "yearly"] | str | None
 
@@ -25,8 +32,10 @@ class BudgetManager:
 
     ``client_type="local"`` keeps them in a JSON file (``path=`` chooses it; by default
     ``user_cost_<project>.json`` in the working folder). ``client_type="hosted"`` keeps them on
-    a budget service at ``api_base`` (or ``$BUDGET_MANAGER_API_BASE``), sending ``headers``. ``store=`` takes any store URL or
-    :class:`~budget_manager.stores.BudgetStore`. ``clock=`` replaces ``time.time`` (for tests).
+    a budget service at ``api_base`` (or ``$BUDGET_MANAGER_API_BASE``), sending ``headers``.
+    ``store=`` takes any store URL or :class:`~budget_manager.stores.BudgetStore`. ``clock=``
+    replaces ``time.time`` (for tests). ``on_unknown_model`` and ``on_store_error`` are the
+    policies of budgets that set none of their own.
     """
 
     def __init__(
@@ -39,9 +48,13 @@ class BudgetManager:
         path: str | os.PathLike[str] | None = None,
         store: str | BudgetStore | None = None,
         clock: Clock | None = None,
+        on_unknown_model: Literal["refuse", "allow"] = "refuse",
+        on_store_error: Literal["closed", "open"] = "closed",
         **options: Any,
     ) -> None:
         names.check(project_name, "project_name")
+        self.on_unknown_model = _policy(on_unknown_model, "on_unknown_model")
+        self.on_store_error = _policy(on_store_error, "on_store_error")
         if client_type not in ("local", "hosted"):
             raise InvalidInputError(f'client_type must be "local" or "hosted", got {client_type!r}')
         self.project_name = project_name
@@ -50,6 +63,7 @@ class BudgetManager:
         self.headers = dict(headers) if headers else {"Content-Type": "application/json"}
         self._clock: Clock = clock or time.time
         self._store = self._open_store(path, store, options)
+        self._ops = Operations(self._store, self._clock)
 
     def _open_store(
         self, path: str | os.PathLike[str] | None, store: str | BudgetStore | None, options: Any
@@ -82,7 +96,7 @@ class BudgetManager:
 
     # -- helpers -------------------------------------------------------------------------------
     def _record(self, user: str) -> UserRecord:
-        record = self._store.get(_user(user))
+        record = self._ops.get(_user(user))
         if record is None:
             raise UnknownUserError(user, self.project_name)
         return record
@@ -94,12 +108,18 @@ class BudgetManager:
         user: str,
         duration: Duration = None,
         created_at: float | None = None,
+        *,
+        parent: str | None = None,
+        on_unknown_model: Literal["refuse", "allow"] | None = None,
+        on_store_error: Literal["closed", "open"] | None = None,
     ) -> dict[str, Any]:
         """Create or replace ``user``'s budget of ``total_budget`` USD; returns the record.
 
         ``duration``: ``"daily"``, ``"weekly"``, ``"monthly"``, ``"yearly"``, a span such as
         ``"12h"`` or ``"2w"``, or None (never resets). ``created_at`` (epoch seconds, default now)
-        is where periods are counted from.
+        is where periods are counted from. ``parent`` names the budget (a team, an organization)
+        every cost of this user also counts against, in that budget's own period; up to four
+        levels. ``on_unknown_model`` / ``on_store_error`` set this budget's policies.
         """
         user = _user(user)
         total = to_money(total_budget, "total_budget")
@@ -109,7 +129,13 @@ class BudgetManager:
         if period is not None:
             end = periods.period_bounds(period, start, start)[1]  # rejects dates out of range
         record = records.new_record(total, period, start, end)
-        return self._store.put(user, record).to_public()
+        if parent is not None:
+            record.parent = names.check(parent, "parent")
+        if on_unknown_model is not None:
+            record.on_unknown_model = _policy(on_unknown_model, "on_unknown_model")
+        if on_store_error is not None:
+            record.on_store_error = _policy(on_store_error, "on_store_error")
+        return self._ops.put(user, record).to_public()
 
     def projected_cost(self, model: str, messages: Iterable[Mapping[str, Any]], user: str) -> float:
         """The user's spend after also paying for sending ``messages`` to ``model``."""
@@ -137,7 +163,9 @@ class BudgetManager:
         """
         user = _user(user)
         model, cost = self._cost(completion_obj, model, input_text, output_text)
-        return {"user": self._store.charge(user, model, cost, self._clock()).to_public()}
+        record = self._ops.charge(user, model, cost).record
+        assert record is not None
+        return {"user": record.to_public()}
 
     def _cost(
         self, response: Any, model: str | None, input_text: str | None, output_text: str | None
@@ -154,7 +182,7 @@ class BudgetManager:
         )
 
     def get_current_cost(self, user: str) -> float:
-        """The user's spend in the current period (0 once a period has ended)."""
+        """The user's settled spend in the current period (0 once a period has ended)."""
         return to_float(self._record(user).spent(self._clock()))
 
     def get_model_cost(self, user: str) -> dict[str, float]:
@@ -163,52 +191,175 @@ class BudgetManager:
 
     def is_valid_user(self, user: str) -> bool:
         """Whether ``user`` has a budget."""
-        return isinstance(user, str) and self._store.get(user) is not None
+        return names.problem(user) is None and self._ops.get(user) is not None
 
     def get_users(self) -> list[str]:
         """Every user with a budget."""
-        return self._store.users()
+        return self._ops.users()
 
     def reset_cost(self, user: str) -> dict[str, Any]:
         """Zero the user's spend and per-model breakdown; returns ``{"user": record}``."""
-        return {"user": self._store.reset(_user(user)).to_public()}
+        return {"user": self._ops.reset(_user(user)).to_public()}
 
     def reset_on_duration(self, user: str) -> None:
         """Reset the user's spend if their period has ended (budgets without one never reset)."""
-        self._record(user)
-        self._store.roll(user, self._clock())
+        self._ops.roll(_user(user))
 
     def update_budget_all_users(self) -> None:
         """``reset_on_duration`` for every user."""
-        self._store.roll_all(self._clock())
+        self._ops.roll_all()
 
     def save_data(self) -> dict[str, Any]:
         """Persist everything in the store's canonical form; ``{"status": "success"}``."""
-        return self._store.save()
+        return self._ops.save()
+
+    # -- holds ---------------------------------------------------------------------------------
+    def reserve(
+        self,
+        user: str,
+        *,
+        amount: float | None = None,
+        model: str | None = None,
+        messages: Iterable[Mapping[str, Any]] | None = None,
+        max_tokens: int | Literal["fit"] | None = None,
+        ttl: float = DEFAULT_TTL,
+        hold_id: str | None = None,
+    ) -> Hold:
+        """Hold money on the user's budget (and every ancestor's) before a call, atomically:
+        settled spend plus open holds plus this one must fit, or BudgetExceededError and nothing
+        is held.
+
+        The amount is ``amount``, else the call's worst case: the cost of ``messages`` for
+        ``model`` plus ``max_tokens`` (default: the model's output limit) times its highest
+        output price. ``max_tokens="fit"`` holds what the budget can still buy and sets
+        ``hold.max_tokens`` to the largest ``max_tokens`` that fits. The hold lapses after
+        ``ttl`` seconds unless settled or released; ``hold_id`` makes taking it idempotent.
+        """
+        user = _user(user)
+        if amount is not None:
+            record = self._ops.hold(
+                user, to_money(amount, "amount"), ttl=ttl, hold_id=hold_id, model=model
+            ).hold
+            assert record is not None
+            return Hold(self, record, None if max_tokens == "fit" else max_tokens)
+        if model is None:
+            raise InvalidInputError("reserve needs amount= or model= (to price the worst case)")
+        names.check_model(model)
+        if not self._priced(user, model):
+            record = self._ops.hold(user, ZERO, ttl=ttl, hold_id=hold_id, model=model).hold
+            assert record is not None
+            return Hold(self, record, None if max_tokens == "fit" else max_tokens)
+        worst = worst_case(model, messages)
+        if max_tokens == "fit":
+            return self._reserve_fit(user, worst, ttl, hold_id)
+        if max_tokens is None:
+            max_tokens = worst.max_output_tokens
+            if max_tokens is None:
+                raise InvalidInputError(
+                    f"the output limit of {model!r} is unknown; pass max_tokens= to reserve"
+                )
+        max_tokens = _count(max_tokens, "max_tokens")
+        held = self._ops.hold(
+            user, worst.cost(max_tokens), ttl=ttl, hold_id=hold_id, model=model
+        ).hold
+        assert held is not None
+        return Hold(self, held, max_tokens)
+
+    def _reserve_fit(self, user: str, worst: Any, ttl: float, hold_id: str | None) -> Hold:
+        for _ in range(RETRIES):
+            available = self._available(user)
+            fits = worst.fit(available)
+            if fits < 1:
+                raise BudgetExceededError(
+                    to_float(worst.cost(1)),
+                    to_float(available),
+                    f"{user!r} has {available} left, less than the prompt and one output token "
+                    f"of {worst.model!r} cost ({worst.cost(1)})",
+                    user=user,
+                )
+            try:
+                held = self._ops.hold(
+                    user, worst.cost(fits), ttl=ttl, hold_id=hold_id, model=worst.model
+                ).hold
+            except BudgetExceededError:
+                continue  # another hold took some of it meanwhile: measure again
+            assert held is not None
+            return Hold(self, held, fits)
+        raise BudgetExceededError(0.0, 0.0, f"the budget of {user!r} kept shrinking", user=user)
+
+    def _available(self, user: str) -> Decimal:
+        """What the user could still hold: the least that any budget of its chain has left."""
+        now = self._clock()
+        chain = self._store.chain(user)
+        left = [r.total_budget - r.spent(now) - self._held(n) for n, r in _named(user, chain)]
+        return max(min(left), ZERO)
+
+    def _priced(self, user: str, model: str) -> bool:
+        """Whether ``model`` has a price; UnknownModelError unless the budget allows it."""
+        if costs.has_price(model):
+            return True
+        policy = self._record(user).on_unknown_model or self.on_unknown_model
+        if policy == "refuse":
+            raise UnknownModelError(model)
+        logger.warning("%s has no price: held and charged as 0 for %r", model, user)
+        return False
+
+    def _settle(self, hold: Hold, response: Any, cost: float | None, model: str | None) -> float:
+        if cost is not None:
+            amount = to_money(cost, "cost")
+        elif response is not None:
+            model, amount = costs.response_cost(response, model or hold.model, now=self._clock())
+        else:
+            amount = hold.record.amount
+        outcome = self._ops.settle(hold.id, amount, model, known=hold.record)
+        assert outcome.hold is not None and outcome.hold.settled is not None
+        hold.record = outcome.hold
+        return to_float(outcome.hold.settled)
+
+    def _release(self, hold: Hold) -> None:
+        outcome = self._ops.release(hold.id)
+        if outcome.hold is not None:
+            hold.record = outcome.hold
+
+    def get_holds(self, user: str) -> list[dict[str, Any]]:
+        """The open holds on the user's budget (its own, and for a parent, those of the users
+        below it)."""
+        return [h.to_public() for h in self._ops.holds(_user(user))]
+
+    def _held(self, user: str) -> Decimal:
+        total = ZERO
+        for hold in self._ops.holds(user):
+            total += hold.amount
+        return total
 
     # -- beyond LiteLLM ------------------------------------------------------------------------
     def get_remaining_budget(self, user: str) -> float:
-        """What the user may still spend in the current period."""
-        return to_float(self._record(user).remaining(self._clock()))
+        """What the user may still spend in the current period: the budget minus settled spend
+        minus open holds."""
+        record = self._record(user)
+        return to_float(record.remaining(self._clock()) - self._held(user))
 
     def get_reset_at(self, user: str) -> float | None:
         """When the user's current period ends (epoch seconds), or None if it never resets."""
-        record = self._record(user)
-        now = self._clock()
-        if record.period is None:
-            return None
-        if record.is_due(now):
-            return periods.period_bounds(record.period, record.anchor, now)[1]
-        return record.period_end()
+        return window_of(self._record(user), self._clock()).end
+
+    def delete_budget(self, user: str) -> bool:
+        """Remove the user's budget (refused while other budgets name it as their parent);
+        whether there was one."""
+        return self._ops.delete(_user(user))
+
+    def on_event(self, listener: Listener) -> None:
+        """Call ``listener(event)`` after every change this manager makes."""
+        self._ops.flows.subscribe(listener)
 
     @property
     def user_dict(self) -> dict[str, dict[str, Any]]:
         """A copy of every record, as LiteLLM's ``user_dict`` attribute holds them."""
-        return {u: r.to_public() for u in self._store.users() if (r := self._store.get(u))}
+        return {u: r.to_public() for u, r in self._ops.records().items()}
 
     def close(self) -> None:
         """Persist and release the store."""
-        self._store.close()
+        self._ops.close()
 
     def __enter__(self) -> BudgetManager:
         return self
@@ -232,3 +383,22 @@ def _timestamp(value: object) -> float:
         raise InvalidInputError(f"created_at must be finite, got {value!r}")
     periods.to_datetime(number)
     return number
+
+
+def _policy(value: object, what: str) -> str:
+    allowed = UNKNOWN_MODEL_POLICIES if what == "on_unknown_model" else STORE_ERROR_POLICIES
+    if value not in allowed:
+        raise InvalidInputError(f"{what} must be one of {allowed}, got {value!r}")
+    return value  # type: ignore[return-value]
+
+
+def _count(value: object, what: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InvalidInputError(f"{what} must be a whole number of tokens >= 1, got {value!r}")
+    return value
+
+
+def _named(user: str, chain: list[UserRecord]) -> list[tuple[str, UserRecord]]:
+    """``chain`` (a user's record and its ancestors') with each budget's name."""
+    found = [user] + [r.parent for r in chain[:-1] if r.parent is not None]
+    return list(zip(found, chain, strict=True))

@@ -3,7 +3,11 @@
 On disk and on the wire a record keeps LiteLLM's keys and types (``total_budget``, ``current_cost``,
 ``model_cost``, ``duration`` in days, ``created_at``, ``last_updated_at``); this library adds
 ``period`` (the duration as given, e.g. ``"monthly"`` or ``"12h"``) and keeps any other keys it finds.
-``last_updated_at`` is the start of the current period.
+``last_updated_at`` is the start of the current period. Budgets in a hierarchy name their
+``parent``; ``alerts_fired`` lists the alert fractions already announced in the current period;
+``on_unknown_model`` / ``on_store_error`` are the budget's own policies (absent: the manager's).
+
+Holds (reservations) are kept beside the user dict as :class:`HoldRecord` objects.
 """
 
 from __future__ import annotations
@@ -11,17 +15,20 @@ from __future__ import annotations
 import json
 import json.encoder
 import math
+from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
 
-from . import money, periods
+from . import money, names, periods
 from .errors import CorruptStoreError, InvalidInputError
 from .money import ZERO
 from .periods import Period
 
 _OWN_KEYS = frozenset(
     ("total_budget", "current_cost", "model_cost", "duration", "created_at", "last_updated_at")
-) | {"period"}
+) | {"period", "parent", "alerts_fired", "on_unknown_model", "on_store_error"}
+UNKNOWN_MODEL_POLICIES = ("refuse", "allow")
+STORE_ERROR_POLICIES = ("closed", "open")
 
 
 class UserRecord:
@@ -33,8 +40,12 @@ class UserRecord:
         "current_cost",
         "duration",
         "extra",
+        "fired",
         "last_updated_at",
         "model_cost",
+        "on_store_error",
+        "on_unknown_model",
+        "parent",
         "period",
         "total_budget",
     )
@@ -49,6 +60,10 @@ class UserRecord:
         last_updated_at: float | None = None,
         duration: float | int | None = None,
         extra: dict[str, Any] | None = None,
+        parent: str | None = None,
+        fired: tuple[Decimal, ...] = (),
+        on_unknown_model: str | None = None,
+        on_store_error: str | None = None,
     ) -> None:
         self.total_budget = total_budget
         self.current_cost = current_cost
@@ -58,6 +73,10 @@ class UserRecord:
         self.last_updated_at = last_updated_at
         self.duration = duration if duration is not None or period is None else period.days
         self.extra = extra or None
+        self.parent = parent
+        self.fired = fired
+        self.on_unknown_model = on_unknown_model
+        self.on_store_error = on_store_error
         self._period_end: float | None = None
 
     def copy(self) -> UserRecord:
@@ -72,6 +91,10 @@ class UserRecord:
         duration, period = self.duration, self.period
         clone.duration = duration if duration is not None or period is None else period.days
         clone.extra = dict(self.extra) if self.extra else None
+        clone.parent = self.parent
+        clone.fired = self.fired
+        clone.on_unknown_model = self.on_unknown_model
+        clone.on_store_error = self.on_store_error
         clone._period_end = self._period_end
         return clone
 
@@ -132,6 +155,9 @@ class UserRecord:
                 "last_updated_at": self.last_updated_at,
                 "period": period.name,
             }
+        if self.parent is not None or self.fired or self.on_unknown_model or self.on_store_error:
+            for key, value in _optional(self).items():
+                out[key] = [float(f) for f in value] if key == "alerts_fired" else value
         if self.extra:  # keys of its own first, as they were read
             return {**self.extra, **out}
         return out
@@ -246,12 +272,39 @@ def to_json(record: UserRecord) -> str:
             else f', "duration": {_num(record.duration)}, "created_at": {_num(created)}, '
             f'"last_updated_at": {_num(updated)}, "period": {quote(period.name)}'
         )
+    if (
+        record.parent is not None
+        or record.fired
+        or record.on_unknown_model
+        or record.on_store_error
+    ):
+        text += "".join(f", {quote(k)}: {_dump_extra(v)}" for k, v in _optional(record).items())
     if record.extra:
         text += "".join(f", {json.dumps(k)}: {_dump_extra(v)}" for k, v in record.extra.items())
     return text + "}"
 
 
+def _optional(record: UserRecord) -> dict[str, Any]:
+    """The keys a record has only when they are set (so LiteLLM's records stay as they were)."""
+    out: dict[str, Any] = {}
+    if record.parent is not None:
+        out["parent"] = record.parent
+    if record.fired:
+        out["alerts_fired"] = _ExactList(record.fired)
+    if record.on_unknown_model is not None:
+        out["on_unknown_model"] = record.on_unknown_model
+    if record.on_store_error is not None:
+        out["on_store_error"] = record.on_store_error
+    return out
+
+
+class _ExactList(list[Decimal]):
+    """Decimals that ``_dump_extra`` writes exactly."""
+
+
 def _dump_extra(value: Any) -> str:
+    if isinstance(value, _ExactList):
+        return "[" + ", ".join(str(d) for d in value) + "]"
     return json.dumps(value, default=_decimal_default)
 
 
@@ -279,6 +332,12 @@ def from_json(user: str, data: Any) -> UserRecord:
         period = periods.period_from_record(data.get("duration"), data.get("period"))
         created = _timestamp(data.get("created_at"), "created_at")
         updated = _timestamp(data.get("last_updated_at"), "last_updated_at")
+        parent = data.get("parent")
+        if parent is not None:
+            names.check(parent, "parent")
+        fired = _fractions(data.get("alerts_fired"))
+        unknown_model = _choice(data.get("on_unknown_model"), "on_unknown_model")
+        store_error = _choice(data.get("on_store_error"), "on_store_error")
     except InvalidInputError as exc:
         raise CorruptStoreError(f"budget record of user {user!r} is invalid: {exc}") from None
     if _OWN_KEYS.issuperset(data):
@@ -292,7 +351,35 @@ def from_json(user: str, data: Any) -> UserRecord:
         if updated is None:
             updated = created
         duration = _plain_number(duration) if duration is not None else None
-    return UserRecord(total, spent, breakdown, period, created, updated, duration, extra)
+    return UserRecord(
+        total,
+        spent,
+        breakdown,
+        period,
+        created,
+        updated,
+        duration,
+        extra,
+        parent,
+        fired,
+        unknown_model,
+        store_error,
+    )
+
+
+def _fractions(value: Any) -> tuple[Decimal, ...]:
+    if value is None:
+        return ()
+    if not isinstance(value, list):
+        raise InvalidInputError(f"alerts_fired must be a list of fractions, got {value!r}")
+    return tuple(sorted(money.to_money(f, "alerts_fired") for f in value))
+
+
+def _choice(value: Any, what: str) -> str | None:
+    allowed = UNKNOWN_MODEL_POLICIES if what == "on_unknown_model" else STORE_ERROR_POLICIES
+    if value is None or value in allowed:
+        return value  # type: ignore[no-any-return]
+    raise InvalidInputError(f"{what} must be one of {allowed}, got {value!r}")
 
 
 def _model_costs(value: Any) -> dict[str, Decimal] | None:
@@ -330,3 +417,87 @@ def dump_user_dict(records: dict[str, UserRecord]) -> str:
         return "{}\n"
     body = ",\n".join([f"  {quote(u)}: {to_json(r)}" for u, r in records.items()])
     return "{\n" + body + "\n}\n"
+
+
+# -- holds -----------------------------------------------------------------------------------------
+HOLD_STATES = ("open", "settled", "released")
+
+
+@dataclass(frozen=True, slots=True)
+class HoldRecord:
+    """A hold (reservation) on a user's budget and on each of its ancestors'.
+
+    ``levels`` are the budgets it holds against, the user's first, each with the start of the period
+    it was taken in (None for budgets that never reset): its cost counts in that period. A hold is
+    open until settled or released; an open hold past ``expires_at`` holds nothing any more, but can
+    still be settled (a real cost is never dropped). ``settled`` is the amount a settle recorded.
+    """
+
+    hold_id: str
+    user: str
+    amount: Decimal
+    levels: tuple[tuple[str, float | None], ...]
+    expires_at: float
+    created_at: float
+    model: str | None = None
+    state: str = "open"
+    settled: Decimal | None = None
+
+    def holds_at(self, now: float) -> bool:
+        """Whether it still holds its amount at ``now``."""
+        return self.state == "open" and now < self.expires_at
+
+    def touches(self, user: str) -> bool:
+        """Whether it holds against ``user``'s budget (as the user or as an ancestor)."""
+        return any(level == user for level, _ in self.levels)
+
+    def to_public(self) -> dict[str, Any]:
+        """The hold as callers see it: plain floats."""
+        return {
+            "hold_id": self.hold_id,
+            "user": self.user,
+            "amount": float(self.amount),
+            "model": self.model,
+            "expires_at": self.expires_at,
+            "created_at": self.created_at,
+            "state": self.state,
+            "settled": None if self.settled is None else float(self.settled),
+            "levels": [level for level, _ in self.levels],
+        }
+
+
+def hold_to_json(hold: HoldRecord) -> str:
+    """The hold as one line of JSON, amounts written exactly."""
+    levels = ", ".join(f"[{quote(u)}, {_num(start)}]" for u, start in hold.levels)
+    settled = "null" if hold.settled is None else f'"{hold.settled}"'
+    return (
+        f'{{"hold_id": {quote(hold.hold_id)}, "user": {quote(hold.user)}, '
+        f'"amount": "{hold.amount}", "levels": [{levels}], "expires_at": {hold.expires_at!r}, '
+        f'"created_at": {hold.created_at!r}, "model": {quote(hold.model) if hold.model else "null"}, '
+        f'"state": {quote(hold.state)}, "settled": {settled}}}'
+    )
+
+
+def hold_from_json(data: Any) -> HoldRecord:
+    """A hold from its JSON object; CorruptStoreError names what is wrong."""
+    try:
+        levels = tuple(
+            (str(user), None if start is None else float(start)) for user, start in data["levels"]
+        )
+        settled = data.get("settled")
+        state = data.get("state", "open")
+        if state not in HOLD_STATES:
+            raise ValueError(f"unknown state {state!r}")
+        return HoldRecord(
+            hold_id=str(data["hold_id"]),
+            user=str(data["user"]),
+            amount=money.parse_money(str(data["amount"]), "amount"),
+            levels=levels,
+            expires_at=float(data["expires_at"]),
+            created_at=float(data["created_at"]),
+            model=data.get("model"),
+            state=state,
+            settled=None if settled is None else money.parse_money(str(settled), "settled"),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise CorruptStoreError(f"hold record {str(data)[:200]} is invalid: {exc}") from None

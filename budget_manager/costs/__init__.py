@@ -167,6 +167,11 @@ def completion_cost(
     return to_float(text_cost(model, prompt, completion))
 
 
+def has_price(model: str) -> bool:
+    """Whether ``model`` has a price in the table."""
+    return TABLE.find(model) is not None
+
+
 def require_price(model: str) -> None:
     """Raise UnknownModelError unless ``model`` has a price."""
     TABLE.prices(model)
@@ -202,6 +207,7 @@ __all__ = [
     "UnknownModelError",
     "completion_cost",
     "cost_per_token",
+    "has_price",
     "load_cost_table",
     "messages_cost",
     "model_cost",

@@ -3,6 +3,7 @@ that apply to a call (by prompt size, service tier and time of day)."""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -35,6 +36,7 @@ _TTL_WRITE_KEYS = {
     "1hr": "cache_creation_input_token_cost_above_1hr",
     "12hr": "cache_creation_input_token_cost_above_12hr",
 }
+_STANDARD_OUTPUT = re.compile(r"^output_cost_per_(reasoning_)?token(_above_[0-9.]+k?_tokens)?$")
 # Fireworks bills cache hits at half the input price unless a model says otherwise.
 _FIREWORKS_CACHE_READ_RATIO = Decimal("0.5")
 
@@ -114,6 +116,24 @@ class ModelPrices:
                 value = self._numbers.get(key.replace(suffix, ""))
                 return default if value is None else value
         return default
+
+    def highest_output_rate(self) -> Decimal:
+        """The most one output token can cost at the standard service tier: the output and
+        reasoning prices of every prompt-size threshold and tier range (image output prices for
+        models with no text output price)."""
+        rates = [
+            rate for key, rate in self._numbers.items() if _STANDARD_OUTPUT.match(key) is not None
+        ]
+        for _, _, tier in self.tiered:
+            rates += [
+                tier[k]
+                for k in ("output_cost_per_token", "output_cost_per_reasoning_token")
+                if k in tier
+            ]
+        if not rates:
+            image = self._numbers.get("output_cost_per_image_token")
+            return image if image is not None else ZERO
+        return max(rates)
 
     # -- the rates of one call -----------------------------------------------------------------
     def rates(self, prompt_tokens: int, service_tier: str | None, now: float) -> Rates:

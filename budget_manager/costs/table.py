@@ -120,6 +120,18 @@ class PriceTable:
         self._compiled[model] = hit
         return hit
 
+    def max_output_tokens(self, model: str) -> int | None:
+        """The model's output token limit (``max_output_tokens``, else ``max_tokens``), if known."""
+        key = self._resolve(model)
+        entry = self._table().get(key) if key is not None else None
+        if entry is None:
+            return None
+        for name in ("max_output_tokens", "max_tokens"):
+            value = entry.get(name)
+            if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+                return value
+        return None
+
     def prices(self, model: str) -> ModelPrices:
         """The compiled prices of ``model``; UnknownModelError if it has none."""
         hit = self.find(model)

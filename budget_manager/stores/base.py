@@ -1,36 +1,78 @@
-"""The interface every budget store implements, and the registry that picks one by URL scheme."""
+"""The store interface: a small set of atomic ledger operations, the registry that picks a store
+by URL scheme, and the one place where a backend's own exceptions become the library's.
+
+A store keeps the budgets and holds of one project. Every change is one atomic step inside the
+store (a lock, a transaction, a Lua script), so any number of threads, processes and machines can
+share it without losing an update or overspending. Periods are not computed here: callers pass
+each budget's :class:`~budget_manager.windows.Window` (see :mod:`budget_manager.operations`).
+"""
 
 from __future__ import annotations
 
+import functools
+import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, ClassVar, TypeVar
 from urllib.parse import urlsplit
 
-from ..errors import BudgetExceededError, InvalidInputError, StoreError, UnknownUserError
-from ..money import to_float
-from ..records import UserRecord, charge, roll
+from .. import ledger
+from ..errors import BudgetManagerError, InvalidInputError, StoreError, StoreUnavailableError
+from ..ledger import Level, Outcome
+from ..records import HoldRecord, UserRecord
 
 S = TypeVar("S", bound="type[BudgetStore]")
+F = TypeVar("F", bound=Callable[..., Any])
 _REGISTRY: dict[str, type[BudgetStore]] = {}
+
+#: The methods whose backend exceptions are wrapped (see :meth:`BudgetStore.backend_errors`).
+OPERATIONS = (
+    "get",
+    "users",
+    "records",
+    "chain",
+    "holds",
+    "put",
+    "delete",
+    "replace_all",
+    "charge",
+    "hold",
+    "settle",
+    "release",
+    "reset",
+    "roll",
+    "save",
+)
 
 
 class BudgetStore(ABC):
-    """Budgets of one project. Every change is atomic in the store itself, so any number of
-    processes (and, for networked stores, machines) can share one store without losing updates.
+    """Budgets and holds of one project, changed only by atomic ledger operations.
 
-    Records returned by the read methods are the store's own view: callers must not change them.
+    Records returned by the read methods are the store's own: callers must not change them.
     """
 
     schemes: ClassVar[tuple[str, ...]] = ()
-    #: Whether ``charge(..., idempotency_key=...)`` applies a keyed charge at most once.
-    idempotent: ClassVar[bool] = False
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for name in OPERATIONS:
+            method = cls.__dict__.get(name)
+            if method is not None and not getattr(method, "_wrapped", False):
+                setattr(cls, name, _wrap_errors(method))
 
     @classmethod
     @abstractmethod
     def from_url(cls, url: str, project: str, **options: Any) -> BudgetStore:
         """The store a URL of one of ``schemes`` names, for ``project``."""
+
+    @classmethod
+    def backend_errors(
+        cls,
+    ) -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+        """The backend's exceptions that mean it cannot be reached (raised as
+        StoreUnavailableError) and that mean it failed (raised as StoreError)."""
+        return (), ()
 
     # -- reads ---------------------------------------------------------------------------------
     @abstractmethod
@@ -41,86 +83,86 @@ class BudgetStore(ABC):
     def users(self) -> list[str]:
         """Users with a budget."""
 
-    # -- atomic writes -------------------------------------------------------------------------
-    @abstractmethod
-    def put(self, user: str, record: UserRecord) -> UserRecord:
-        """Create or replace the user's budget."""
-
-    @abstractmethod
-    def update(self, user: str, change: Callable[[UserRecord], None]) -> UserRecord:
-        """Apply ``change`` to a copy of the user's record and store it, atomically.
-
-        UnknownUserError if the user has no budget. If ``change`` raises, nothing is stored.
-        """
-
-    def charge(
-        self,
-        user: str,
-        model: str | None,
-        amount: Decimal,
-        now: float,
-        *,
-        within_budget: bool = False,
-        idempotency_key: str | None = None,
-    ) -> UserRecord:
-        """Add ``amount`` to the user's spend in the period containing ``now``.
-
-        With ``within_budget``, refuse (BudgetExceededError, nothing changed) when the spend would
-        then exceed the total budget: the atomic check-and-hold that reservations build on.
-        Stores that are ``idempotent`` apply a charge carrying an ``idempotency_key`` at most once
-        and answer a repeat with the record as the first one left it; others ignore the key.
-        """
-        return self.update(user, charge_change(user, model, amount, now, within_budget))
-
-    # -- whole-project and removal operations ---------------------------------------------------
     def records(self) -> dict[str, UserRecord]:
         """Every user's record as stored."""
         return {u: r for u in self.users() if (r := self.get(u)) is not None}
 
-    def replace_all(self, records: dict[str, UserRecord]) -> None:
-        """Make ``records`` the project's whole user dict (atomically where the store can)."""
-        for user in self.users():
-            if user not in records:
-                self.delete(user)
-        for user, record in records.items():
-            self.put(user, record)
+    def chain(self, user: str) -> list[UserRecord]:
+        """The user's record and each ancestor's, the user's first; UnknownUserError if none."""
+        return ledger.chain(self.get, user)
 
+    @abstractmethod
+    def holds(self, user: str | None = None) -> list[HoldRecord]:
+        """Holds that may still be open: those against ``user``'s budget (as the user's or an
+        ancestor's), or every one of the project."""
+
+    # -- atomic operations (see budget_manager.ledger for the rules) ----------------------------
+    @abstractmethod
+    def put(self, user: str, record: UserRecord) -> UserRecord:
+        """Create or replace the user's budget (its parent must exist; no cycles; at most
+        :data:`~budget_manager.ledger.MAX_LEVELS` levels)."""
+
+    @abstractmethod
     def delete(self, user: str) -> bool:
-        """Remove the user's budget; whether there was one."""
-        raise StoreError(f"{type(self).__name__} cannot delete budgets")
+        """Remove the user's budget (refused while others name it as parent); whether it was."""
 
-    def reset(self, user: str) -> UserRecord:
+    @abstractmethod
+    def replace_all(self, records: dict[str, UserRecord]) -> None:
+        """Make ``records`` the project's whole user dict, atomically."""
+
+    @abstractmethod
+    def charge(
+        self,
+        levels: Sequence[Level],
+        model: str | None,
+        amount: Decimal,
+        now: float,
+        *,
+        limit_check: bool = False,
+        key: str | None = None,
+        thresholds: Sequence[Decimal] = (),
+    ) -> Outcome:
+        """Add ``amount`` to every level's spend; with ``limit_check``, only if it fits."""
+
+    @abstractmethod
+    def hold(
+        self,
+        levels: Sequence[Level],
+        hold_id: str,
+        amount: Decimal,
+        expires_at: float,
+        now: float,
+        *,
+        model: str | None = None,
+        limit_check: bool = True,
+    ) -> Outcome:
+        """Hold ``amount`` against every level until ``expires_at``."""
+
+    @abstractmethod
+    def settle(
+        self,
+        hold_id: str,
+        amount: Decimal,
+        model: str | None,
+        *,
+        thresholds: Sequence[Decimal] = (),
+        known: HoldRecord | None = None,
+    ) -> Outcome:
+        """Record a hold's actual cost in the periods it was taken in, and free it."""
+
+    @abstractmethod
+    def release(self, hold_id: str) -> Outcome:
+        """Free a hold, recording nothing."""
+
+    @abstractmethod
+    def reset(self, user: str) -> Outcome:
         """Zero the user's spend and per-model breakdown."""
 
-        def apply(record: UserRecord) -> None:
-            record.current_cost = Decimal(0)
-            record.model_cost = None
+    @abstractmethod
+    def roll(self, levels: Sequence[Level]) -> Outcome:
+        """Start each level's window if it is later than its current period."""
 
-        return self.update(user, apply)
-
-    def roll(self, user: str, now: float) -> UserRecord:
-        """Start the user's current period if the previous one has ended."""
-        record = self.get(user)
-        if record is None:
-            raise UnknownUserError(user)
-        if not record.is_due(now):
-            return record
-
-        def apply(record: UserRecord) -> None:
-            roll(record, now)
-
-        return self.update(user, apply)
-
-    def roll_all(self, now: float) -> int:
-        """``roll`` every user whose period has ended; the number of budgets reset."""
-        count = 0
-        for user in self.users():
-            record = self.get(user)
-            if record is not None and record.is_due(now):
-                self.roll(user, now)
-                count += 1
-        return count
-
+    # -- lifetime ------------------------------------------------------------------------------
     def save(self) -> dict[str, Any]:
         """Make everything recorded so far durable in the store's canonical form."""
         return {"status": "success"}
@@ -129,23 +171,30 @@ class BudgetStore(ABC):
         """Release files and connections; the store is unusable afterwards."""
 
 
-def charge_change(
-    user: str, model: str | None, amount: Decimal, now: float, within_budget: bool
-) -> Callable[[UserRecord], None]:
-    """The change ``BudgetStore.charge`` applies to a user's record."""
+def _wrap_errors(method: F) -> F:
+    """``method`` raising the backend's exceptions as the library's (the one place they are)."""
 
-    def apply(record: UserRecord) -> None:
-        roll(record, now)
-        if within_budget and record.current_cost + amount > record.total_budget:
-            raise BudgetExceededError(
-                to_float(record.current_cost + amount),
-                to_float(record.total_budget),
-                f"user {user!r} would spend {record.current_cost + amount} of a budget of "
-                f"{record.total_budget}",
-            )
-        charge(record, model, amount, now)
+    @functools.wraps(method)
+    def wrapped(self: BudgetStore, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except (BudgetManagerError, ledger.ChainChanged):
+            raise
+        except Exception as exc:
+            unavailable, failures = type(self).backend_errors()
+            if unavailable and isinstance(exc, unavailable):
+                raise StoreUnavailableError(f"{self!r} is unavailable: {_describe(exc)}") from exc
+            if failures and isinstance(exc, failures):
+                raise StoreError(f"{self!r} failed: {_describe(exc)}") from exc
+            raise
 
-    return apply
+    wrapped._wrapped = True  # type: ignore[attr-defined]
+    return wrapped  # type: ignore[return-value]
+
+
+def _describe(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
 
 
 def register(cls: S) -> S:
@@ -155,20 +204,35 @@ def register(cls: S) -> S:
     return cls
 
 
-def store_from_url(url: str, project: str, **options: Any) -> BudgetStore:
-    """The store a URL names: ``json:///path/budgets.json``, ``sqlite:///budgets.db``, ..."""
+def store_from_url(url: str, project: str, **options: Any) -> Any:
+    """The store a URL names: ``json:///path/budgets.json``, ``sqlite:///budgets.db``,
+    ``postgresql://...``, ``redis://...``, ``http(s)://...`` (a budget service)."""
     scheme = urlsplit(url).scheme.lower()
     if not scheme or "://" not in url:
         raise InvalidInputError(f"store must be a URL such as json:///path/file.json, got {url!r}")
-    _load_builtin_stores()
-    cls = _REGISTRY.get(scheme) or _REGISTRY.get(scheme.split("+", 1)[0])
+    base = scheme.split("+", 1)[0]
+    for name in (scheme, base):
+        if name not in _REGISTRY and name in BUILTIN_SCHEMES:
+            # Importing a backend's module registers it; only the one asked for is imported.
+            importlib.import_module(BUILTIN_SCHEMES[name], __package__)
+    cls = _REGISTRY.get(scheme) or _REGISTRY.get(base)
     if cls is None:
-        known = ", ".join(sorted(_REGISTRY))
+        known = ", ".join(sorted({*_REGISTRY, *BUILTIN_SCHEMES}))
         raise InvalidInputError(f"no store for URL scheme {scheme!r}; known schemes: {known}")
     return cls.from_url(url, project, **options)
 
 
-def _load_builtin_stores() -> None:
-    # Importing a backend module registers it; backends with optional dependencies import those
-    # only when used, so this stays cheap.
-    from . import hosted, json_file, postgres, sqlite  # noqa: F401
+#: The modules of the stores this package ships, by URL scheme.
+BUILTIN_SCHEMES = {
+    "json": ".json_file",
+    "file": ".json_file",
+    "memory": ".memory",
+    "sqlite": ".sqlite",
+    "sqlite3": ".sqlite",
+    "postgresql": ".postgres",
+    "postgres": ".postgres",
+    "redis": ".redis",
+    "rediss": ".redis",
+    "http": ".hosted",
+    "https": ".hosted",
+}

@@ -7,7 +7,12 @@ Layout, for ``budgets.json``:
 - ``budgets.json.journal``: one JSON line per change since that file was written, holding the
   changed user's whole new record. Appending a line is the hot path: its cost does not depend on
   the number of users. Replaying the journal over the snapshot is idempotent.
+- ``budgets.json.holds``: open and recently ended holds and recent idempotency keys, as of the
+  last compaction (absent while there are none).
 - ``budgets.json.lock``: ``flock`` target; writers hold it exclusively, catching-up readers shared.
+
+Every change (a ledger operation: see :mod:`budget_manager.ledger`) is one journal line, however
+many records and holds it changes, so a change is applied whole or not at all.
 
 When the journal outgrows the snapshot, about a second after the last change (in a background
 thread), on ``save()`` and at exit, the journal is folded into a new snapshot ("compaction") and
@@ -30,24 +35,27 @@ import time
 import uuid
 import weakref
 from collections.abc import Callable, Iterable
-from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from .. import names
-from ..errors import CorruptStoreError, InvalidInputError, StoreError, UnknownUserError
+from ..errors import CorruptStoreError, InvalidInputError, StoreError
+from ..ledger import Changes, Outcome
 from ..records import (
+    HoldRecord,
     UserRecord,
-    charge,
     dump_user_dict,
     from_json,
+    hold_from_json,
+    hold_to_json,
     loads,
     quote,
-    roll,
     to_json,
 )
-from .base import BudgetStore, register
+from .base import register
+from .memory import MemoryState
+from .python_ledger import PythonLedgerStore
 
 MIN_COMPACT_BYTES = 1 << 20
 LITELLM_FILE = "user_cost.json"
@@ -87,7 +95,7 @@ def _digest(project: str) -> str:
 
 
 @register
-class JsonFileStore(BudgetStore):
+class JsonFileStore(PythonLedgerStore):
     """A JSON file with an append-only journal; see the module docstring."""
 
     schemes = ("json", "file")
@@ -111,12 +119,13 @@ class JsonFileStore(BudgetStore):
         self.path = Path(path).absolute()
         self._adopt = [Path(p).absolute() for p in adopt]
         self._journal_path = str(self.path) + ".journal"
+        self._holds_path = Path(str(self.path) + ".holds")
         # os.stat() of bytes skips encoding the path on every call (it is on every change's path).
         self._journal_path_bytes = os.fsencode(self._journal_path)
         self._lock_path = str(self.path) + ".lock"
         self._fsync = fsync
         self._min_compact = MIN_COMPACT_BYTES if compact_bytes is None else compact_bytes
-        self._records: dict[str, UserRecord] = {}
+        self._state = MemoryState()
         self._journal_fd = -1
         self._journal_ino = -1
         self._offset = 0
@@ -158,7 +167,12 @@ class JsonFileStore(BudgetStore):
             self._lock_fd = fd
             self._remove_stale_temporaries()
             self._reload(exclusive=True)
-            if self._adopt and not self._records and not self._offset and not self.path.exists():
+            if (
+                self._adopt
+                and not self._state.records
+                and not self._offset
+                and not self.path.exists()
+            ):
                 self._adopt_first()
             fcntl.flock(fd, fcntl.LOCK_UN)
         except BaseException:
@@ -183,13 +197,13 @@ class JsonFileStore(BudgetStore):
         """Start from the first adoptable file (holding the exclusive lock, with no file yet)."""
         for source in self._adopt:
             if source != self.path and source.is_file():
-                self._records, _ = self._read_user_dict(source)
+                self._state.replace(self._read_user_dict(source)[0])
                 self._compact()
                 logger.warning(
                     "%s did not exist: it now holds the %d budgets of %s, which was left as it "
                     "was (later changes go to %s only)",
                     self.path,
-                    len(self._records),
+                    len(self._state.records),
                     source,
                     self.path,
                 )
@@ -232,12 +246,15 @@ class JsonFileStore(BudgetStore):
 
     def _reload(self, exclusive: bool) -> None:
         records, size = self._read_snapshot()
+        state = MemoryState()
+        state.replace(records)
+        self._read_holds(state)
         fd = os.open(self._journal_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         if self._journal_fd >= 0:
             os.close(self._journal_fd)
         self._journal_fd = fd
         self._journal_ino = os.fstat(fd).st_ino
-        self._records = records
+        self._state = state
         self._snapshot_size = size
         self._offset = 0
         self._replay(os.fstat(fd).st_size, exclusive)
@@ -285,32 +302,61 @@ class JsonFileStore(BudgetStore):
             raise CorruptStoreError(f"{str(path)!r}: {exc}; it was left untouched") from None
         return records, size
 
+    def _read_holds(self, state: MemoryState) -> None:
+        try:
+            raw = self._holds_path.read_bytes()
+        except FileNotFoundError:
+            return
+        except OSError as exc:
+            raise StoreError(f"cannot read {str(self._holds_path)!r}: {exc}") from exc
+        try:
+            data = loads(raw)
+            for hold in data.get("holds", []):
+                state.set_hold(hold_from_json(hold))
+            for key, (fingerprint, at) in data.get("keys", {}).items():
+                state.remember(key, fingerprint, float(at))
+        except (ValueError, TypeError, AttributeError, CorruptStoreError) as exc:
+            raise CorruptStoreError(
+                f"{str(self._holds_path)!r} is damaged ({exc}); it was left untouched"
+            ) from None
+
     def _replay(self, size: int, exclusive: bool) -> None:
         chunk = os.pread(self._journal_fd, size - self._offset, self._offset)
         complete = chunk.rfind(b"\n") + 1
         if complete:
             for number, line in enumerate(chunk[:complete].splitlines()):
                 if line.strip():
-                    self._apply(line, number)
+                    self._replay_line(line, number)
         self._offset += complete
         if complete < len(chunk) and exclusive:
             # An unterminated last line: its writer died mid-write while holding the lock, so
             # that change never returned to its caller. Cut it off before appending after it.
             os.ftruncate(self._journal_fd, self._offset)
 
-    def _apply(self, line: bytes, number: int) -> None:
+    def _replay_line(self, line: bytes, number: int) -> None:
         try:
             entry = loads(line)
-            user = entry["u"]
-            if entry.get("del"):
-                self._records.pop(user, None)
-            else:
-                self._records[user] = from_json(user, entry["r"])
+            for part in entry.get("c", (entry,)):
+                self._replay_part(part)
         except (ValueError, KeyError, TypeError, UnicodeDecodeError, CorruptStoreError) as exc:
             raise CorruptStoreError(
                 f"{self._journal_path!r} has a damaged entry near byte {self._offset} "
                 f"(line {number + 1} after it): {exc}; the files were left untouched"
             ) from None
+
+    def _replay_part(self, part: dict[str, Any]) -> None:
+        state = self._state
+        if "u" in part:
+            user = part["u"]
+            state.set_record(user, None if part.get("del") else from_json(user, part["r"]))
+        elif "h" in part:
+            state.set_hold(hold_from_json(part["h"]))
+        elif "k" in part:
+            state.remember(part["k"], part["f"], float(part["t"]))
+        elif part.get("clear"):
+            state.replace({})
+        else:
+            raise ValueError(f"unknown journal entry {part!r}")
 
     def _fresh(self) -> None:
         """Catch up with other writers before a read (a stat() when nothing changed)."""
@@ -325,23 +371,33 @@ class JsonFileStore(BudgetStore):
         self._unlock()
 
     # -- writing -------------------------------------------------------------------------------
-    def _write(self, user: str, record: UserRecord | None) -> None:
-        """Append one change (holding the exclusive lock), then compact if the journal is big."""
-        if record is None:
-            line = f'{{"u": {quote(user)}, "del": true}}\n'.encode()
+    def _journal(self, changes: Changes, now: float) -> None:
+        """Append one change as one line (holding the exclusive lock)."""
+        records = changes.records
+        if len(records) == 1 and not changes.holds and changes.key is None:
+            ((user, record),) = records.items()  # the hot path: one record changed
+            line = _record_part(user, record)
         else:
-            line = f'{{"u": {quote(user)}, "r": {to_json(record)}}}\n'.encode()
+            parts = [_record_part(u, r) for u, r in records.items()]
+            parts += [f'{{"h": {hold_to_json(h)}}}' for h in changes.holds.values()]
+            if changes.key is not None:
+                key, fingerprint = changes.key
+                parts.append(f'{{"k": {quote(key)}, "f": {quote(fingerprint)}, "t": {now!r}}}')
+            line = '{"c": [' + ", ".join(parts) + "]}"
+        self._append((line + "\n").encode())
+
+    def _append(self, data: bytes) -> None:
         try:
-            written = os.write(self._journal_fd, line)
-            while written < len(line):
-                written += os.write(self._journal_fd, line[written:])
+            written = os.write(self._journal_fd, data)
+            while written < len(data):
+                written += os.write(self._journal_fd, data[written:])
             if self._fsync:
                 os.fsync(self._journal_fd)
         except OSError as exc:
             with contextlib.suppress(OSError):
                 os.ftruncate(self._journal_fd, self._offset)
             raise StoreError(f"cannot append to {self._journal_path!r}: {exc}") from exc
-        self._offset += len(line)
+        self._offset += len(data)
 
     def _maybe_compact(self) -> None:
         if self._offset > max(self._min_compact, self._snapshot_size):
@@ -366,24 +422,31 @@ class JsonFileStore(BudgetStore):
     def _compact(self) -> None:
         """Fold the journal into a new snapshot (holding the exclusive lock)."""
         started = time.perf_counter()
-        data = dump_user_dict(self._records).encode()
+        self._state.prune(time.time())
+        data = dump_user_dict(self._state.records).encode()
         tag = f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         snapshot_tmp = str(self.path) + tag
+        holds_tmp = str(self._holds_path) + tag
         journal_tmp = self._journal_path + tag
+        holds = self._holds_document()
         try:
-            with open(snapshot_tmp, "wb") as out:
-                out.write(data)
-                out.flush()
-                os.fsync(out.fileno())
+            _write_synced(snapshot_tmp, data)
+            if holds is not None:
+                _write_synced(holds_tmp, holds)
             fd = os.open(
                 journal_tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
             )
         except OSError as exc:
             _remove(snapshot_tmp)
+            _remove(holds_tmp)
             raise StoreError(f"cannot write {snapshot_tmp!r}: {exc}") from exc
-        # Snapshot first: if we die between the two renames, the old journal replays idempotently
-        # over the new snapshot.
+        # The journal last: if we die between the renames, the old journal replays idempotently
+        # (its lines hold whole records and holds) over the new files.
         os.replace(snapshot_tmp, self.path)
+        if holds is not None:
+            os.replace(holds_tmp, self._holds_path)
+        else:
+            _remove(str(self._holds_path))
         os.replace(journal_tmp, self._journal_path)
         _fsync_dir(self.path.parent)
         os.close(self._journal_fd)
@@ -393,10 +456,23 @@ class JsonFileStore(BudgetStore):
         self._snapshot_size = len(data)
         self._compact_seconds = time.perf_counter() - started
 
+    def _holds_document(self) -> bytes | None:
+        """The holds file's content, or None when there is nothing to keep."""
+        state = self._state
+        if not state.holds and not state.keys:
+            return None
+        holds = ",\n  ".join(hold_to_json(h) for h in state.holds.values())
+        keys = ",\n  ".join(
+            f"{quote(k)}: [{quote(f)}, {at!r}]" for k, (f, at) in state.keys.items()
+        )
+        return f'{{"holds": [\n  {holds}\n], "keys": {{\n  {keys}\n}}}}\n'.encode()
+
     def _remove_stale_temporaries(self) -> None:
         # Left by a process killed mid-compaction; we hold the exclusive lock, so none is live.
         # Only this store's own names: another project's file may start with this one's name.
-        own = re.compile(re.escape(self.path.name) + r"(\.journal)?\.[0-9]+\.[0-9a-f]{8}\.tmp")
+        own = re.compile(
+            re.escape(self.path.name) + r"(\.journal|\.holds)?\.[0-9]+\.[0-9a-f]{8}\.tmp"
+        )
         for leftover in self.path.parent.glob(glob.escape(self.path.name) + "*.tmp"):
             if own.fullmatch(leftover.name):
                 _remove(str(leftover))
@@ -405,84 +481,54 @@ class JsonFileStore(BudgetStore):
     def get(self, user: str) -> UserRecord | None:
         with self._mutex:
             self._fresh()
-            return self._records.get(user)
+            return self._state.records.get(user)
 
     def users(self) -> list[str]:
         with self._mutex:
             self._fresh()
-            return list(self._records)
+            return list(self._state.records)
 
     def records(self) -> dict[str, UserRecord]:
         with self._mutex:
             self._fresh()
-            return dict(self._records)
+            return dict(self._state.records)
 
-    def put(self, user: str, record: UserRecord) -> UserRecord:
-        names.check(user, "user")
+    def holds(self, user: str | None = None) -> list[HoldRecord]:
+        with self._mutex:
+            self._fresh()
+            if user is None:
+                return self._state.open_holds()
+            return self._state.holds_touching(user)
+
+    def _apply(
+        self, operation: Callable[..., tuple[Outcome, Changes]], *args: Any, **kwargs: Any
+    ) -> Outcome:
         with self._mutex:
             self._check_process()
             self._lock(exclusive=True)
             try:
-                self._write(user, record)
-                self._records[user] = record
-                self._maybe_compact()
+                outcome, changes = operation(self._state, *args, **kwargs)
+                if changes:
+                    now = time.time()
+                    self._journal(changes, now)
+                    self._state.apply(changes, now)
+                    self._maybe_compact()
             finally:
                 self._unlock()
-        return record
+        return outcome
 
-    def update(self, user: str, change: Callable[[UserRecord], None]) -> UserRecord:
-        return self._change(user, change)
-
-    def charge(
-        self,
-        user: str,
-        model: str | None,
-        amount: Decimal,
-        now: float,
-        *,
-        within_budget: bool = False,
-        idempotency_key: str | None = None,  # not idempotent: the key is ignored
-    ) -> UserRecord:
-        if within_budget:
-            return super().charge(user, model, amount, now, within_budget=True)
-        return self._change(user, charge, model, amount, now)  # charge() rolls the period first
-
-    def _change(self, user: str, change: Callable[..., None], *args: Any) -> UserRecord:
-        # The one read-modify-write: change(copy, *args) under both locks, then journaled. Arguments
-        # rather than a closure, since charge() is the hot path of every update_cost.
+    def _replace(self, records: dict[str, UserRecord]) -> None:
         with self._mutex:
             self._check_process()
             self._lock(exclusive=True)
             try:
-                current = self._records.get(user)
-                if current is None:
-                    raise UnknownUserError(user)
-                record = current.copy()
-                change(record, *args)
-                self._write(user, record)
-                self._records[user] = record
+                # One line, so that a crash leaves either the old user dict or the new one.
+                parts = ['{"clear": true}', *(_record_part(u, r) for u, r in records.items())]
+                self._append(('{"c": [' + ", ".join(parts) + "]}\n").encode())
+                self._state.replace(records)
                 self._maybe_compact()
             finally:
                 self._unlock()
-        return record
-
-    def roll_all(self, now: float) -> int:
-        with self._mutex:
-            self._check_process()
-            self._lock(exclusive=True)
-            try:
-                count = 0
-                for user, current in list(self._records.items()):
-                    if current.is_due(now):
-                        record = current.copy()
-                        roll(record, now)
-                        self._write(user, record)
-                        self._records[user] = record
-                        count += 1
-                self._maybe_compact()
-            finally:
-                self._unlock()
-        return count
 
     def save(self) -> dict[str, Any]:
         with self._mutex:
@@ -510,6 +556,19 @@ class JsonFileStore(BudgetStore):
                         os.close(fd)
             self._closed = True
             _LIVE.discard(self)
+
+
+def _record_part(user: str, record: UserRecord | None) -> str:
+    if record is None:
+        return f'{{"u": {quote(user)}, "del": true}}'
+    return f'{{"u": {quote(user)}, "r": {to_json(record)}}}'
+
+
+def _write_synced(path: str, data: bytes) -> None:
+    with open(path, "wb") as out:
+        out.write(data)
+        out.flush()
+        os.fsync(out.fileno())
 
 
 def _remove(path: str) -> None:

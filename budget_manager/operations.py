@@ -1,0 +1,400 @@
+"""The operations layer: every change to budgets goes through here, from the manager, the
+service's routes and its fast lane alike.
+
+It computes each budget's period window in Python (:mod:`budget_manager.windows`), hands the
+store one atomic ledger operation (:mod:`budget_manager.ledger`), retries when the hierarchy
+changed underneath, and announces an :class:`~budget_manager.events.Event` per change.
+
+The logic is written once, as generators that yield the store calls they need (:class:`Call`) and
+receive their results; :class:`Operations` runs them against a store synchronously, and the
+asyncio layer runs the very same generators against an asyncio store.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import uuid
+from collections.abc import Callable, Generator, Sequence
+from decimal import Decimal
+from typing import Any, NamedTuple, TypeVar
+
+from . import money, names
+from .errors import InvalidInputError, StoreError, UnknownUserError
+from .events import Event, EventKind, Listener
+from .ledger import MAX_LEVELS, ChainChanged, Level, Outcome
+from .records import HoldRecord, UserRecord
+from .stores.base import BudgetStore
+from .windows import window_of
+
+logger = logging.getLogger("budget_manager")
+T = TypeVar("T")
+Clock = Callable[[], float]
+
+#: How often an operation is computed again when the hierarchy changed while it ran.
+RETRIES = 8
+#: Longest and default time a hold holds, in seconds.
+MAX_TTL = 7 * 86_400
+DEFAULT_TTL = 300.0
+
+
+class Call(NamedTuple):
+    """One store method call a flow needs: ``store.<method>(*args, **kwargs)``."""
+
+    method: str
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] | None = None
+
+
+Flow = Generator[Call, Any, T]
+
+
+class Flows:
+    """The operations, as flows; shared by the sync and asyncio drivers."""
+
+    def __init__(self, clock: Clock, thresholds: Sequence[Decimal] = ()) -> None:
+        self.clock = clock
+        self.thresholds: tuple[Decimal, ...] = tuple(thresholds)
+        self.listeners: list[Listener] = []
+        self._levels: dict[str, tuple[Level, ...]] = {}  # user -> levels last computed
+        self._cache_lock = threading.Lock()
+
+    # -- events --------------------------------------------------------------------------------
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(event)`` after every change made through this layer."""
+        self.listeners.append(listener)
+
+    def emit(self, event: Event) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:  # the change happened: a listener's failure must not undo it
+                logger.exception("event listener %r failed on %s", listener, event.kind)
+
+    def _announce(
+        self,
+        kind: EventKind,
+        user: str,
+        now: float,
+        outcome: Outcome | None = None,
+        *,
+        amount: Decimal | None = None,
+        model: str | None = None,
+        hold_id: str | None = None,
+        tokens: dict[str, int] | None = None,
+    ) -> None:
+        if not self.listeners or (outcome is not None and outcome.replayed):
+            return
+        record = outcome.record if outcome is not None else None
+        window: tuple[float | None, float | None] = (None, None)
+        if record is not None and record.period is not None:
+            window = (record.last_updated_at, record.period_end())
+        self.emit(
+            Event(
+                kind,
+                user,
+                now,
+                amount=amount,
+                model=model,
+                hold_id=hold_id,
+                window=window,
+                rolled=outcome.rolled if outcome is not None else (),
+                alerts=outcome.alerts if outcome is not None else (),
+                tokens=tokens,
+            )
+        )
+
+    # -- levels --------------------------------------------------------------------------------
+    def levels(self, user: str, now: float) -> Flow[tuple[Level, ...]]:
+        """The user's and its ancestors' windows at ``now`` (from the last reading while every
+        window still holds ``now``; the store refuses them if the budgets changed meanwhile)."""
+        cached = self._levels.get(user)
+        if cached is not None and _current(cached, now):
+            return cached
+        chain: list[UserRecord] = yield Call("chain", (user,))
+        if not chain:
+            raise UnknownUserError(user)
+        names_ = [user] + [r.parent for r in chain[:-1] if r.parent is not None]
+        levels = tuple((n, window_of(r, now)) for n, r in zip(names_, chain, strict=True))
+        if len(levels) > MAX_LEVELS:
+            raise StoreError(f"budget {user!r} has more than {MAX_LEVELS} levels of parents")
+        with self._cache_lock:
+            if len(self._levels) > 100_000:
+                self._levels.clear()
+            self._levels[user] = levels
+        return levels
+
+    def forget(self, user: str | None = None) -> None:
+        """Drop remembered levels (of ``user``, or all): they are read again at next use."""
+        with self._cache_lock:
+            if user is None:
+                self._levels.clear()
+            else:
+                self._levels.pop(user, None)
+
+    def _leveled(
+        self, user: str, now: float, call: Callable[[tuple[Level, ...]], Call]
+    ) -> Flow[Any]:
+        """Run ``call(levels)`` with fresh levels until the store accepts them."""
+        for _ in range(RETRIES):
+            levels = yield from self.levels(user, now)
+            try:
+                return (yield call(levels))
+            except ChainChanged:
+                self.forget()  # an ancestor changed: every user below it is stale
+            except UnknownUserError:
+                self.forget(user)
+                raise
+        raise StoreError(f"the budgets above {user!r} kept changing; try again")
+
+    # -- flows ---------------------------------------------------------------------------------
+    def put(self, user: str, record: UserRecord) -> Flow[UserRecord]:
+        names.check(user, "user")
+        if record.parent is not None:
+            names.check(record.parent, "parent")
+        stored: UserRecord = yield Call("put", (user, record))
+        self.forget()
+        self._announce("create", user, self.clock(), Outcome(stored), amount=record.total_budget)
+        return stored
+
+    def delete(self, user: str) -> Flow[bool]:
+        names.check(user, "user")
+        existed: bool = yield Call("delete", (user,))
+        self.forget()
+        if existed:
+            self._announce("delete", user, self.clock())
+        return existed
+
+    def charge(
+        self,
+        user: str,
+        model: str | None,
+        amount: Decimal,
+        *,
+        limit_check: bool = False,
+        key: str | None = None,
+        tokens: dict[str, int] | None = None,
+    ) -> Flow[Outcome]:
+        """Add a cost to the user's spend (and its ancestors')."""
+        if model is not None:
+            names.check_model(model)
+        amount = money.to_money(amount, "cost")
+        now = self.clock()
+        outcome: Outcome = yield from self._leveled(
+            user,
+            now,
+            "charge",
+            (model, amount, now),
+            {"limit_check": limit_check, "key": key, "thresholds": self.thresholds},
+        )
+        self._announce("charge", user, now, outcome, amount=amount, model=model, tokens=tokens)
+        return outcome
+
+    def hold(
+        self,
+        user: str,
+        amount: Decimal,
+        *,
+        ttl: float = DEFAULT_TTL,
+        hold_id: str | None = None,
+        model: str | None = None,
+        limit_check: bool = True,
+    ) -> Flow[Outcome]:
+        """Hold ``amount`` of the user's budget (and its ancestors') for ``ttl`` seconds."""
+        amount = money.to_money(amount, "amount")
+        ttl = _ttl(ttl)
+        hold_id = names.check(hold_id, "hold_id") if hold_id is not None else uuid.uuid4().hex
+        if model is not None:
+            names.check_model(model)
+        now = self.clock()
+        outcome: Outcome = yield from self._leveled(
+            user,
+            now,
+            "hold",
+            (hold_id, amount, now + ttl, now),
+            {"model": model, "limit_check": limit_check},
+        )
+        self._announce("hold", user, now, outcome, amount=amount, model=model, hold_id=hold_id)
+        return outcome
+
+    def settle(
+        self,
+        hold_id: str,
+        amount: Decimal,
+        model: str | None = None,
+        *,
+        known: HoldRecord | None = None,
+        tokens: dict[str, int] | None = None,
+    ) -> Flow[Outcome]:
+        """Record a hold's actual cost and free the rest."""
+        names.check(hold_id, "hold_id")
+        amount = money.to_money(amount, "cost")
+        if model is not None:
+            names.check_model(model)
+        outcome: Outcome = yield Call(
+            "settle", (hold_id, amount, model), {"thresholds": self.thresholds, "known": known}
+        )
+        hold = outcome.hold
+        if hold is not None and not outcome.replayed and amount > hold.amount:
+            logger.warning(
+                "hold %s of %s settled at %s, above the %s it held",
+                hold_id,
+                hold.user,
+                amount,
+                hold.amount,
+            )
+        user = hold.user if hold is not None else ""
+        self._announce(
+            "settle",
+            user,
+            self.clock(),
+            outcome,
+            amount=amount,
+            model=model or (hold and hold.model),
+            hold_id=hold_id,
+            tokens=tokens,
+        )
+        return outcome
+
+    def release(self, hold_id: str) -> Flow[Outcome]:
+        """Free a hold without recording a cost."""
+        names.check(hold_id, "hold_id")
+        outcome: Outcome = yield Call("release", (hold_id,))
+        user = outcome.hold.user if outcome.hold is not None else ""
+        self._announce("release", user, self.clock(), outcome, hold_id=hold_id)
+        return outcome
+
+    def reset(self, user: str) -> Flow[UserRecord]:
+        names.check(user, "user")
+        outcome: Outcome = yield Call("reset", (user,))
+        self._announce("reset", user, self.clock(), outcome)
+        assert outcome.record is not None
+        return outcome.record
+
+    def roll(self, user: str) -> Flow[UserRecord | None]:
+        """Start the user's current period (and its ancestors') if the last one has ended."""
+        names.check(user, "user")
+        now = self.clock()
+        outcome: Outcome = yield from self._leveled(
+            user, now, lambda levels: Call("roll", (levels,))
+        )
+        if outcome.rolled:
+            self._announce("roll", user, now, outcome)
+        return outcome.record
+
+    def roll_all(self) -> Flow[int]:
+        """Roll every budget whose period has ended; how many rolled."""
+        now = self.clock()
+        records: dict[str, UserRecord] = yield Call("records")
+        count = 0
+        for user, record in records.items():
+            if record.is_due(now):
+                outcome: Outcome = yield Call("roll", (((user, window_of(record, now)),),))
+                count += len(outcome.rolled)
+                if outcome.rolled:
+                    self._announce("roll", user, now, outcome)
+        return count
+
+
+class Operations:
+    """The operations layer over a (synchronous) :class:`BudgetStore`: each method runs one flow."""
+
+    def __init__(
+        self, store: BudgetStore, clock: Clock, thresholds: Sequence[Decimal] = ()
+    ) -> None:
+        self.store = store
+        self.flows = Flows(clock, thresholds)
+
+    @property
+    def clock(self) -> Clock:
+        return self.flows.clock
+
+    def run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` to its end, making the store calls it asks for."""
+        store = self.store
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    result = getattr(store, call.method)(*call.args, **(call.kwargs or {}))
+                except Exception as exc:  # the flow decides what a failure means
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    # -- reads: straight from the store ---------------------------------------------------------
+    def get(self, user: str) -> UserRecord | None:
+        return self.store.get(names.check(user, "user"))
+
+    def users(self) -> list[str]:
+        return self.store.users()
+
+    def records(self) -> dict[str, UserRecord]:
+        return self.store.records()
+
+    def holds(self, user: str | None = None) -> list[HoldRecord]:
+        """Open, unexpired holds (those against ``user``'s budget, if given)."""
+        now = self.flows.clock()
+        return [h for h in self.store.holds(user) if h.holds_at(now)]
+
+    # -- changes --------------------------------------------------------------------------------
+    def put(self, user: str, record: UserRecord) -> UserRecord:
+        return self.run(self.flows.put(user, record))
+
+    def delete(self, user: str) -> bool:
+        return self.run(self.flows.delete(user))
+
+    def charge(self, user: str, model: str | None, amount: Decimal, **options: Any) -> Outcome:
+        return self.run(self.flows.charge(user, model, amount, **options))
+
+    def hold(self, user: str, amount: Decimal, **options: Any) -> Outcome:
+        return self.run(self.flows.hold(user, amount, **options))
+
+    def settle(
+        self, hold_id: str, amount: Decimal, model: str | None = None, **options: Any
+    ) -> Outcome:
+        return self.run(self.flows.settle(hold_id, amount, model, **options))
+
+    def release(self, hold_id: str) -> Outcome:
+        return self.run(self.flows.release(hold_id))
+
+    def reset(self, user: str) -> UserRecord:
+        return self.run(self.flows.reset(user))
+
+    def roll(self, user: str) -> UserRecord | None:
+        return self.run(self.flows.roll(user))
+
+    def roll_all(self) -> int:
+        return self.run(self.flows.roll_all())
+
+    def replace_all(self, records: dict[str, UserRecord]) -> None:
+        self.store.replace_all(records)
+        self.flows.forget()
+
+    def save(self) -> dict[str, Any]:
+        return self.store.save()
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _current(levels: tuple[Level, ...], now: float) -> bool:
+    """Whether every window of ``levels`` contains ``now``."""
+    for _, window in levels:
+        start = window.start
+        if start is not None and not (start <= now < window.end):  # type: ignore[operator]
+            return False
+    return True
+
+
+def _ttl(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise InvalidInputError(f"ttl must be seconds, got {value!r}")
+    ttl = float(value)
+    if not 0 < ttl <= MAX_TTL:
+        raise InvalidInputError(
+            f"ttl must be more than 0 and at most {MAX_TTL} seconds, got {value!r}"
+        )
+    return ttl
