@@ -101,7 +101,8 @@ class Outcome(NamedTuple):
     replayed: bool = False
 
 
-NO_CHANGES = Changes()
+#: What an operation that changes nothing returns as its changes.
+NO_CHANGES = None
 
 
 # -- reads ---------------------------------------------------------------------------------------
@@ -131,7 +132,7 @@ def chain(read: Callable[[str], UserRecord | None], user: str) -> list[UserRecor
 
 
 # -- budgets -------------------------------------------------------------------------------------
-def put(state: LedgerState, user: str, record: UserRecord) -> tuple[Outcome, Changes]:
+def put(state: LedgerState, user: str, record: UserRecord) -> tuple[Outcome, Changes | None]:
     """Create or replace ``user``'s budget, refusing a missing parent, a cycle or a hierarchy
     deeper than :data:`MAX_LEVELS`."""
     names.check(user, "user")
@@ -189,7 +190,7 @@ def _height(state: LedgerState, user: str, limit: int = MAX_LEVELS + 1) -> int:
     return 1 + tallest
 
 
-def delete(state: LedgerState, user: str) -> tuple[Outcome, Changes]:
+def delete(state: LedgerState, user: str) -> tuple[Outcome, Changes | None]:
     """Remove ``user``'s budget, unless others name it as their parent."""
     if state.record(user) is None:
         return Outcome(None, replayed=True), NO_CHANGES
@@ -202,7 +203,7 @@ def delete(state: LedgerState, user: str) -> tuple[Outcome, Changes]:
     return Outcome(None), Changes(records={user: None})
 
 
-def reset(state: LedgerState, user: str) -> tuple[Outcome, Changes]:
+def reset(state: LedgerState, user: str) -> tuple[Outcome, Changes | None]:
     """Zero ``user``'s spend and per-model breakdown (its ancestors keep theirs)."""
     current = state.record(user)
     if current is None:
@@ -213,7 +214,7 @@ def reset(state: LedgerState, user: str) -> tuple[Outcome, Changes]:
     return Outcome(record), Changes(records={user: record})
 
 
-def roll(state: LedgerState, levels: Sequence[Level]) -> tuple[Outcome, Changes]:
+def roll(state: LedgerState, levels: Sequence[Level]) -> tuple[Outcome, Changes | None]:
     """Start each budget's window if it is newer than its current period."""
     changes = Changes()
     rolled = []
@@ -232,7 +233,7 @@ def roll(state: LedgerState, levels: Sequence[Level]) -> tuple[Outcome, Changes]
             rolled.append(user)
         if first is None:
             first = record
-    return Outcome(first, rolled=tuple(rolled)), changes
+    return Outcome(first, rolled=tuple(rolled)), changes or NO_CHANGES
 
 
 # -- spending ------------------------------------------------------------------------------------
@@ -242,11 +243,10 @@ def charge(
     model: str | None,
     amount: Decimal,
     now: float,
-    *,
     limit_check: bool = False,
     key: str | None = None,
     thresholds: Sequence[Decimal] = (),
-) -> tuple[Outcome, Changes]:
+) -> tuple[Outcome, Changes | None]:
     """Add ``amount`` to the spend of every level (and to ``model``'s share), in each level's
     window. With ``limit_check``, refuse (BudgetExceededError) unless it fits at every level."""
     user = levels[0][0]
@@ -278,10 +278,9 @@ def hold(
     amount: Decimal,
     expires_at: float,
     now: float,
-    *,
     model: str | None = None,
     limit_check: bool = True,
-) -> tuple[Outcome, Changes]:
+) -> tuple[Outcome, Changes | None]:
     """Hold ``amount`` against every level until ``expires_at``; with ``limit_check`` (the
     default), BudgetExceededError unless it fits at every level. Repeating a hold id for the same
     user and amount answers with the hold already taken."""
@@ -319,10 +318,9 @@ def settle(
     hold_id: str,
     amount: Decimal,
     model: str | None,
-    *,
     thresholds: Sequence[Decimal] = (),
     known: HoldRecord | None = None,
-) -> tuple[Outcome, Changes]:
+) -> tuple[Outcome, Changes | None]:
     """Record the actual ``amount`` of a hold and free it. It counts at each level whose budget is
     still in the period the hold was taken in. ``known`` stands in for a hold the store no longer
     has (long expired), so its cost is still recorded."""
@@ -351,7 +349,7 @@ def settle(
     return Outcome(first, hold=done, alerts=tuple(alerts)), changes
 
 
-def release(state: LedgerState, hold_id: str) -> tuple[Outcome, Changes]:
+def release(state: LedgerState, hold_id: str) -> tuple[Outcome, Changes | None]:
     """Free a hold, recording nothing; a hold already settled or released is left as it is."""
     taken = state.hold(hold_id)
     if taken is None:

@@ -36,6 +36,8 @@ RETRIES = 8
 #: Longest and default time a hold holds, in seconds.
 MAX_TTL = 7 * 86_400
 DEFAULT_TTL = 300.0
+#: Most users whose levels (and model names) are remembered.
+CACHE_LIMIT = 100_000
 
 
 class Call(NamedTuple):
@@ -57,6 +59,7 @@ class Flows:
         self.thresholds: tuple[Decimal, ...] = tuple(thresholds)
         self.listeners: list[Listener] = []
         self._levels: dict[str, tuple[Level, ...]] = {}  # user -> levels last computed
+        self._models: set[str] = set()  # model names already found valid
         self._cache_lock = threading.Lock()
 
     # -- events --------------------------------------------------------------------------------
@@ -119,8 +122,10 @@ class Flows:
         if len(levels) > MAX_LEVELS:
             raise StoreError(f"budget {user!r} has more than {MAX_LEVELS} levels of parents")
         with self._cache_lock:
-            if len(self._levels) > 100_000:
+            if len(self._levels) > CACHE_LIMIT:
                 self._levels.clear()
+            if len(self._models) > CACHE_LIMIT:
+                self._models.clear()
             self._levels[user] = levels
         return levels
 
@@ -132,14 +137,15 @@ class Flows:
             else:
                 self._levels.pop(user, None)
 
-    def _leveled(
-        self, user: str, now: float, call: Callable[[tuple[Level, ...]], Call]
-    ) -> Flow[Any]:
-        """Run ``call(levels)`` with fresh levels until the store accepts them."""
+    def _leveled(self, user: str, now: float, method: str, args: tuple[Any, ...]) -> Flow[Any]:
+        """``store.<method>(levels, *args)`` with the user's levels at ``now``, computed again
+        until the store accepts them."""
         for _ in range(RETRIES):
-            levels = yield from self.levels(user, now)
+            levels = self._levels.get(user)
+            if levels is None or not _current(levels, now):
+                levels = yield from self.levels(user, now)
             try:
-                return (yield call(levels))
+                return (yield Call(method, (levels, *args)))
             except ChainChanged:
                 self.forget()  # an ancestor changed: every user below it is stale
             except UnknownUserError:
@@ -176,18 +182,18 @@ class Flows:
         tokens: dict[str, int] | None = None,
     ) -> Flow[Outcome]:
         """Add a cost to the user's spend (and its ancestors')."""
-        if model is not None:
-            names.check_model(model)
+        if model is not None and model not in self._models:
+            self._models.add(names.check_model(model))
         amount = money.to_money(amount, "cost")
         now = self.clock()
         outcome: Outcome = yield from self._leveled(
             user,
             now,
             "charge",
-            (model, amount, now),
-            {"limit_check": limit_check, "key": key, "thresholds": self.thresholds},
+            (model, amount, now, limit_check, key, self.thresholds),
         )
-        self._announce("charge", user, now, outcome, amount=amount, model=model, tokens=tokens)
+        if self.listeners:
+            self._announce("charge", user, now, outcome, amount=amount, model=model, tokens=tokens)
         return outcome
 
     def hold(
@@ -211,8 +217,7 @@ class Flows:
             user,
             now,
             "hold",
-            (hold_id, amount, now + ttl, now),
-            {"model": model, "limit_check": limit_check},
+            (hold_id, amount, now + ttl, now, model, limit_check),
         )
         self._announce("hold", user, now, outcome, amount=amount, model=model, hold_id=hold_id)
         return outcome
@@ -231,9 +236,7 @@ class Flows:
         amount = money.to_money(amount, "cost")
         if model is not None:
             names.check_model(model)
-        outcome: Outcome = yield Call(
-            "settle", (hold_id, amount, model), {"thresholds": self.thresholds, "known": known}
-        )
+        outcome: Outcome = yield Call("settle", (hold_id, amount, model, self.thresholds, known))
         hold = outcome.hold
         if hold is not None and not outcome.replayed and amount > hold.amount:
             logger.warning(
@@ -316,7 +319,9 @@ class Operations:
             call = next(flow)
             while True:
                 try:
-                    result = getattr(store, call.method)(*call.args, **(call.kwargs or {}))
+                    kwargs = call.kwargs
+                    method = getattr(store, call.method)
+                    result = method(*call.args, **kwargs) if kwargs else method(*call.args)
                 except Exception as exc:  # the flow decides what a failure means
                     call = flow.throw(exc)
                 else:

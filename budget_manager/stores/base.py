@@ -56,8 +56,10 @@ class BudgetStore(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
+        if cls.backend_errors.__func__ is BudgetStore.backend_errors.__func__:  # type: ignore[attr-defined]
+            return  # no exceptions of its own to translate (and no frame to add)
         for name in OPERATIONS:
-            method = cls.__dict__.get(name)
+            method = getattr(cls, name, None)
             if method is not None and not getattr(method, "_wrapped", False):
                 setattr(cls, name, _wrap_errors(method))
 
@@ -117,7 +119,6 @@ class BudgetStore(ABC):
         model: str | None,
         amount: Decimal,
         now: float,
-        *,
         limit_check: bool = False,
         key: str | None = None,
         thresholds: Sequence[Decimal] = (),
@@ -132,7 +133,6 @@ class BudgetStore(ABC):
         amount: Decimal,
         expires_at: float,
         now: float,
-        *,
         model: str | None = None,
         limit_check: bool = True,
     ) -> Outcome:
@@ -144,7 +144,6 @@ class BudgetStore(ABC):
         hold_id: str,
         amount: Decimal,
         model: str | None,
-        *,
         thresholds: Sequence[Decimal] = (),
         known: HoldRecord | None = None,
     ) -> Outcome:

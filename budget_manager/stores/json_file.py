@@ -376,7 +376,11 @@ class JsonFileStore(PythonLedgerStore):
         records = changes.records
         if len(records) == 1 and not changes.holds and changes.key is None:
             ((user, record),) = records.items()  # the hot path: one record changed
-            line = _record_part(user, record)
+            line = (
+                f'{{"u": {quote(user)}, "r": {to_json(record)}}}'
+                if record is not None
+                else _record_part(user, record)
+            )
         else:
             parts = [_record_part(u, r) for u, r in records.items()]
             parts += [f'{{"h": {hold_to_json(h)}}}' for h in changes.holds.values()]
@@ -501,14 +505,14 @@ class JsonFileStore(PythonLedgerStore):
             return self._state.holds_touching(user)
 
     def _apply(
-        self, operation: Callable[..., tuple[Outcome, Changes]], *args: Any, **kwargs: Any
+        self, operation: Callable[..., tuple[Outcome, Changes | None]], *args: Any, **kwargs: Any
     ) -> Outcome:
         with self._mutex:
             self._check_process()
             self._lock(exclusive=True)
             try:
                 outcome, changes = operation(self._state, *args, **kwargs)
-                if changes:
+                if changes is not None:
                     now = time.time()
                     self._journal(changes, now)
                     self._state.apply(changes, now)

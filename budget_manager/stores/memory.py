@@ -156,11 +156,11 @@ class MemoryStore(PythonLedgerStore):
         return f"MemoryStore({len(self._state.records)} users)"
 
     def _apply(
-        self, operation: Callable[..., tuple[Outcome, Changes]], *args: Any, **kwargs: Any
+        self, operation: Callable[..., tuple[Outcome, Changes | None]], *args: Any, **kwargs: Any
     ) -> Outcome:
         with self._lock:
             outcome, changes = operation(self._state, *args, **kwargs)
-            if changes:
+            if changes is not None:
                 now = self._clock()
                 self._state.apply(changes, now)
                 self._changes += 1

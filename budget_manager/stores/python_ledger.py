@@ -19,7 +19,7 @@ class PythonLedgerStore(BudgetStore):
 
     @abstractmethod
     def _apply(
-        self, operation: Callable[..., tuple[Outcome, Changes]], *args: Any, **kwargs: Any
+        self, operation: Callable[..., tuple[Outcome, Changes | None]], *args: Any, **kwargs: Any
     ) -> Outcome:
         """Run ``operation(state, *args, **kwargs)`` in one atomic step and persist the changes
         it returns (nothing if it raises)."""
@@ -46,21 +46,11 @@ class PythonLedgerStore(BudgetStore):
         model: str | None,
         amount: Decimal,
         now: float,
-        *,
         limit_check: bool = False,
         key: str | None = None,
         thresholds: Sequence[Decimal] = (),
     ) -> Outcome:
-        return self._apply(
-            ledger.charge,
-            levels,
-            model,
-            amount,
-            now,
-            limit_check=limit_check,
-            key=key,
-            thresholds=thresholds,
-        )
+        return self._apply(ledger.charge, levels, model, amount, now, limit_check, key, thresholds)
 
     def hold(
         self,
@@ -69,19 +59,11 @@ class PythonLedgerStore(BudgetStore):
         amount: Decimal,
         expires_at: float,
         now: float,
-        *,
         model: str | None = None,
         limit_check: bool = True,
     ) -> Outcome:
         return self._apply(
-            ledger.hold,
-            levels,
-            hold_id,
-            amount,
-            expires_at,
-            now,
-            model=model,
-            limit_check=limit_check,
+            ledger.hold, levels, hold_id, amount, expires_at, now, model, limit_check
         )
 
     def settle(
@@ -89,13 +71,10 @@ class PythonLedgerStore(BudgetStore):
         hold_id: str,
         amount: Decimal,
         model: str | None,
-        *,
         thresholds: Sequence[Decimal] = (),
         known: HoldRecord | None = None,
     ) -> Outcome:
-        return self._apply(
-            ledger.settle, hold_id, amount, model, thresholds=thresholds, known=known
-        )
+        return self._apply(ledger.settle, hold_id, amount, model, thresholds, known)
 
     def release(self, hold_id: str) -> Outcome:
         return self._apply(ledger.release, hold_id)
