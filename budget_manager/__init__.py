@@ -44,6 +44,9 @@ __version__ = "0.1.0"
 
 max_budget: float | None = None
 _current_cost: float = 0.0
+#: With True, completion() holds each call's worst case against max_budget before sending it
+#: (calls in flight can then never overshoot the cap); False keeps the seed's rule.
+strict: bool = False
 
 __all__ = [
     "APIConnectionError",
@@ -71,5 +74,6 @@ __all__ = [
     "max_budget",
     "model_cost",
     "register_model",
+    "strict",
     "token_counter",
 ]

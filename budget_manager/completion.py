@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 import threading
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal, overload
 
@@ -29,10 +29,12 @@ _CLIENT_OPTIONS = ("api_base", "base_url", "api_key", "timeout", "extra_headers"
 
 
 class _GlobalSpend:
-    """The exact running total behind the package's ``_current_cost`` float."""
+    """The exact running total behind the package's ``_current_cost`` float, and (with
+    ``budget_manager.strict``) what calls in flight hold against ``max_budget``."""
 
     def __init__(self) -> None:
         self.total = ZERO
+        self.held = ZERO
         self.published = 0.0
         self.lock = threading.Lock()
 
@@ -46,24 +48,66 @@ class _GlobalSpend:
             self.total = to_money(shown, "budget_manager._current_cost")
             self.published = float(self.total)
 
-    def check(self) -> None:
+    def admit(
+        self, model: str, messages: Sequence[Mapping[str, Any]], max_tokens: object
+    ) -> Decimal:
+        """Let a call go out under ``max_budget``, or raise BudgetExceededError; what it holds.
+
+        By default (the seed's rule) a call is refused once the spend so far exceeds the cap.
+        With ``budget_manager.strict``, the call's worst case is held first: spend plus what
+        calls in flight hold plus this one must fit.
+        """
         package = self._package()
         cap = package.max_budget
         if cap is None:
-            return
+            return ZERO
         limit = to_money(cap, "budget_manager.max_budget")  # InvalidBudgetError, not TypeError
+        worst = _worst(model, messages, max_tokens) if package.strict else None
         with self.lock:
             self._sync(package)
-            if self.total > limit:
-                raise BudgetExceededError(current_cost=package._current_cost, max_budget=cap)
+            if worst is None:
+                if self.total > limit:
+                    raise BudgetExceededError(current_cost=package._current_cost, max_budget=cap)
+                return ZERO
+            if self.total + self.held + worst > limit:
+                raise BudgetExceededError(
+                    float(self.total + self.held + worst),
+                    cap,
+                    f"Budget would be exceeded: spent {self.total}, held by calls in flight "
+                    f"{self.held}, this call's worst case {worst}, max budget {cap}",
+                )
+            self.held += worst
+            return worst
 
-    def add(self, amount: Decimal) -> None:
+    def settle(self, held: Decimal, amount: Decimal) -> None:
+        """Free what a call held and add what it cost."""
         package = self._package()
         with self.lock:
             self._sync(package)
+            self.held = max(ZERO, self.held - held)
             self.total = add(self.total, amount)
             self.published = float(self.total)
             package._current_cost = self.published
+
+    def release(self, held: Decimal) -> None:
+        """Free what a call that failed held."""
+        if held:
+            with self.lock:
+                self.held = max(ZERO, self.held - held)
+
+
+def _worst(model: str, messages: Sequence[Mapping[str, Any]], max_tokens: object) -> Decimal:
+    from .costs.worst_case import worst_case
+
+    worst = worst_case(model, messages)
+    if max_tokens is None:
+        max_tokens = worst.max_output_tokens
+    if isinstance(max_tokens, bool) or not isinstance(max_tokens, int) or max_tokens < 1:
+        raise InvalidInputError(
+            f"budget_manager.strict needs max_tokens= (whole number >= 1) to hold the worst case "
+            f"of {model!r}, got {max_tokens!r}"
+        )
+    return worst.cost(max_tokens)
 
 
 GLOBAL_SPEND = _GlobalSpend()
@@ -99,20 +143,44 @@ def completion(
     the call's cost is added once the stream is consumed or closed, from the usage the last chunk
     reports, else from the tokens of the prompt and of the text received.
     """
+    return send(model, messages, kwargs)
+
+
+def send(
+    model: str,
+    messages: Sequence[Mapping[str, Any]],
+    kwargs: dict[str, Any],
+    on_cost: Callable[[Decimal], None] | None = None,
+    priced: bool = True,
+) -> ModelResponse | CompletionStream:
+    """:func:`completion`, also handing each call's cost to ``on_cost`` (a budget's settle).
+    ``priced=False`` lets a model with no price go out (its cost counts as 0)."""
     _check_request(model, messages)
-    GLOBAL_SPEND.check()
-    costs.require_price(model)  # a call whose cost could not be accounted for is not sent
+    if priced:
+        costs.require_price(model)  # a call whose cost could not be accounted for is not sent
+    held = GLOBAL_SPEND.admit(model, messages, kwargs.get("max_tokens"))
+
+    def charge(amount: Decimal) -> None:
+        GLOBAL_SPEND.settle(held, amount)
+        if on_cost is not None:
+            on_cost(amount)
+
+    kwargs = dict(kwargs)
     client = {k: kwargs.pop(k) for k in _CLIENT_OPTIONS if k in kwargs}
     body = {"model": model, "messages": list(messages), **kwargs}
-    if kwargs.get("stream"):
-        body.setdefault("stream_options", {"include_usage": True})
-        reply = _send(body, client, stream=True)
-        return CompletionStream(reply, model, list(messages), GLOBAL_SPEND.add)
-    data = _post(body, client)
+    try:
+        if kwargs.get("stream"):
+            body.setdefault("stream_options", {"include_usage": True})
+            reply = _send(body, client, stream=True)
+            return CompletionStream(reply, model, list(messages), charge, priced)
+        data = _post(body, client)
+    except BaseException:
+        GLOBAL_SPEND.release(held)
+        raise
     response = ModelResponse(data)
     if response.get("usage") is None:
         response.usage = _counted_usage(model, messages, response)
-    GLOBAL_SPEND.add(costs.response_cost(response, default_model=model)[1])
+    charge(costs.response_cost(response, default_model=model)[1] if priced else ZERO)
     return response
 
 

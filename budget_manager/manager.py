@@ -6,11 +6,12 @@ import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
 from . import costs, names, periods, records
+from .completion import send
 from .costs.worst_case import worst_case
 from .errors import BudgetExceededError, InvalidInputError, UnknownModelError, UnknownUserError
 from .events import Listener
@@ -18,7 +19,9 @@ from .hold import Hold
 from .money import ZERO, to_float, to_money
 from .operations import DEFAULT_TTL, RETRIES, Operations
 from .records import STORE_ERROR_POLICIES, UNKNOWN_MODEL_POLICIES, UserRecord
+from .response import ModelResponse
 from .stores import BudgetStore, JsonFileStore, adoptable_paths, default_path, store_from_url
+from .stream import CompletionStream
 from .windows import window_of
 
 Clock = Callable[[], float]
@@ -320,6 +323,40 @@ class BudgetManager:
         outcome = self._ops.release(hold.id)
         if outcome.hold is not None:
             hold.record = outcome.hold
+
+    def completion(
+        self,
+        *,
+        user: str,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        max_tokens: int | Literal["fit"] | None = None,
+        ttl: float = DEFAULT_TTL,
+        **kwargs: Any,
+    ) -> ModelResponse | CompletionStream:
+        """:func:`budget_manager.completion` within the user's budget: the call's worst case is
+        held first (BudgetExceededError, and nothing sent, when it does not fit), and the hold is
+        settled with what the response reports (a stream: when it ends or is closed), or
+        released if the call fails. ``max_tokens="fit"`` sends the largest ``max_tokens`` the
+        budget can still pay for. ``max_completion_tokens=`` is honoured like ``max_tokens``."""
+        limit_key = "max_completion_tokens" if "max_completion_tokens" in kwargs else "max_tokens"
+        if limit_key == "max_completion_tokens":
+            max_tokens = kwargs.pop(limit_key)
+        hold = self.reserve(user, model=model, messages=messages, max_tokens=max_tokens, ttl=ttl)
+        if hold.max_tokens is not None:
+            kwargs[limit_key] = hold.max_tokens
+        try:
+            return send(
+                model,
+                messages,
+                kwargs,
+                on_cost=lambda amount: hold.settle(cost=amount),
+                priced=costs.has_price(model),
+            )
+        except BaseException:
+            if not hold.done:
+                hold.release()
+            raise
 
     def get_holds(self, user: str) -> list[dict[str, Any]]:
         """The open holds on the user's budget (its own, and for a parent, those of the users

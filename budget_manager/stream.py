@@ -11,6 +11,7 @@ from typing import Any
 
 from . import costs
 from .errors import APIConnectionError, MalformedResponseError
+from .money import ZERO
 from .response import ModelResponse
 
 
@@ -25,6 +26,7 @@ class CompletionStream(Iterator[ModelResponse]):
         model: str,
         messages: list[Mapping[str, Any]],
         charge: Callable[[Decimal], None],
+        priced: bool = True,
     ) -> None:
         self.model = model
         self.chunks: list[ModelResponse] = []
@@ -32,6 +34,7 @@ class CompletionStream(Iterator[ModelResponse]):
         self._reply = reply
         self._messages = messages
         self._charge = charge
+        self._priced = priced
         self._lines = reply.iter_lines(decode_unicode=True)
         self._lock = threading.Lock()
         self._done = False
@@ -97,8 +100,12 @@ class CompletionStream(Iterator[ModelResponse]):
                 return
             self._done = True
             self._reply.close()
-            _, amount = costs.response_cost(
-                self.chunks, default_model=self.model, messages=self._messages
+            amount = (
+                costs.response_cost(self.chunks, default_model=self.model, messages=self._messages)[
+                    1
+                ]
+                if self._priced
+                else ZERO
             )
             self._charge(amount)
             self.cost = float(amount)

@@ -63,6 +63,7 @@ def _isolated(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(budget_manager, "max_budget", None)
     monkeypatch.setattr(budget_manager, "_current_cost", 0.0)
+    monkeypatch.setattr(budget_manager, "strict", False)
     yield
 
 
