@@ -3,6 +3,7 @@ it, on the real database or service (PostgreSQL, Redis and the budget service mu
 
 from __future__ import annotations
 
+import contextlib
 import os
 import uuid
 from collections.abc import Callable, Iterator
@@ -94,10 +95,8 @@ class Backend:
 
     def close(self) -> None:
         for manager in reversed(self._open):
-            try:
+            with contextlib.suppress(Exception):  # a store already gone (a stopped service)
                 manager.close()
-            except Exception:
-                pass
 
 
 @contextmanager
