@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import json
 import threading
 from collections.abc import Iterator, Mapping
@@ -143,6 +142,8 @@ class PriceTable:
         best first."""
         if len(model) > MAX_MODEL_NAME:
             return []
+        import difflib  # only when an error is raised: keep it out of the import
+
         names = list(self._table())
         scores: dict[str, float] = {}
         for reading in dict.fromkeys([*_readings(model), *_readings(model.lower())]):
