@@ -17,17 +17,23 @@ from conftest import EXAMPLES, ROOT
 PROJECT_FILES = ("pyproject.toml", "README.md", "LICENSE")
 
 
-def _unshare_works() -> bool:
+def _isolating_command() -> list[str] | None:
+    """``unshare -n`` (as root), else ``unshare -rn`` (in a user namespace), if either works."""
     if shutil.which("unshare") is None:
-        return False
-    probe = subprocess.run(["unshare", "-n", "true"], capture_output=True)
-    return probe.returncode == 0
+        return None
+    for command in (["unshare", "-n"], ["unshare", "-rn"]):
+        if subprocess.run([*command, "true"], capture_output=True).returncode == 0:
+            return command
+    return None
+
+
+ISOLATED = _isolating_command()
 
 
 @pytest.fixture(scope="module")
 def plain_install(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The python of a fresh venv holding ``pip install <project>`` and nothing else."""
-    if not _unshare_works():
+    if ISOLATED is None:
         if os.environ.get("CI"):
             pytest.fail("CI must run the offline install test: `unshare -n` is not permitted here")
         pytest.skip("`unshare -n` is not permitted here (needs root or user namespaces)")
@@ -70,7 +76,7 @@ def _offline(python: Path, *args: str, cwd: Path) -> subprocess.CompletedProcess
     }
     env["TIKTOKEN_CACHE_DIR"] = str(cwd / "tiktoken-cache")  # empty: nothing cached
     return subprocess.run(
-        ["unshare", "-n", str(python), *args],
+        [*ISOLATED, str(python), *args],
         cwd=cwd,
         env=env,
         capture_output=True,
