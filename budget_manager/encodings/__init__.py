@@ -3,9 +3,10 @@
 This package ships gzip-compressed copies of tiktoken's ``cl100k_base`` and ``o200k_base`` files.
 An encoding is built from the first copy whose decompressed content has the SHA-256 tiktoken expects,
 looking in ``BUDGET_MANAGER_ENCODINGS_DIR`` (``<name>.tiktoken`` or ``<name>.tiktoken.gz``), in
-this package, and in tiktoken's cache. Only when none verifies is the file downloaded (not when
-``BUDGET_MANAGER_OFFLINE`` is set): one attempt per encoding and process, with a short timeout,
-whose failure is remembered so later calls fail at once.
+this package, and in tiktoken's cache. Only when none verifies is the file downloaded, from
+``BUDGET_MANAGER_ENCODINGS_URL`` or where tiktoken gets it (not when ``BUDGET_MANAGER_OFFLINE`` is
+set): one attempt per encoding and process, with a short timeout, whose failure is remembered so
+later calls fail at once.
 """
 
 from __future__ import annotations
@@ -153,7 +154,10 @@ def _tiktoken_cache_path(name: str) -> Path | None:
     if folder is None:
         folder = os.environ.get("DATA_GYM_CACHE_DIR")
     if folder is None:
-        folder = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+        try:
+            folder = os.path.join(tempfile.gettempdir(), "data-gym-cache")
+        except OSError:  # no usable temporary folder: no cache either
+            return None
     if folder == "":
         return None
     url = DOWNLOAD_URL + f"{name}.tiktoken"
