@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 
@@ -49,14 +50,22 @@ class MissingUsageError(InvalidInputError):
 
 
 class UnknownModelError(BudgetManagerError, ValueError):
-    """A model has no price in the cost table."""
+    """A model has no price in the cost table; ``suggestions`` are the closest known names."""
 
-    def __init__(self, model: str, message: str | None = None) -> None:
+    def __init__(
+        self, model: str, message: str | None = None, suggestions: Sequence[str] = ()
+    ) -> None:
         self.model = model
+        self.suggestions = tuple(suggestions)
+        closest = (
+            f" (closest known names: {', '.join(map(repr, self.suggestions))})"
+            if self.suggestions
+            else ""
+        )
         super().__init__(
             message
             or (
-                f"No price is known for model {model!r}. Register one with "
+                f"No price is known for model {model!r}{closest}. Register one with "
                 "budget_manager.register_model({"
                 f"{model!r}: "
                 '{"input_cost_per_token": ..., "output_cost_per_token": ...}})'

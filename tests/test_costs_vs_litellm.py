@@ -16,7 +16,7 @@ from typing import Any
 import litellm  # conftest sets LITELLM_LOCAL_MODEL_COST_MAP first
 import pytest
 
-from budget_manager import completion_cost, cost_per_token
+from budget_manager import completion_cost, cost_per_token, model_cost
 
 litellm.suppress_debug_info = True
 
@@ -33,6 +33,8 @@ NEEDS_LOGIN = {"github_copilot", "chatgpt"}
 # perplexity/x; a derived priority price for one Vertex model), we price the named entry.
 RESOLVED_ELSEWHERE = ("bedrock_mantle/", "perplexity/perplexity/")
 PRIORITY_DERIVED = {"gemini-3.1-pro-preview-customtools", "moonshotai.kimi-k2.5"}
+# LiteLLM's alias rows ({"alias_of": "target"}), kept in the table as they are.
+ALIASES = {name: entry["alias_of"] for name, entry in OURS.items() if "alias_of" in entry}
 
 
 def close(ours: float, reference: float) -> bool:
@@ -52,7 +54,18 @@ def test_every_priced_chat_model_of_the_reference_is_in_the_table():
     }
     assert expected <= set(OURS)
     assert len(OURS) > 3000
-    assert len({entry["litellm_provider"] for entry in OURS.values()}) >= 90
+    assert len({model_cost[name]["litellm_provider"] for name in OURS}) >= 90
+
+
+def test_every_alias_of_the_reference_is_in_the_table():
+    reference = {
+        name: entry["alias_of"]
+        for name, entry in REFERENCE.items()
+        if isinstance(entry, dict) and "alias_of" in entry
+    }
+    assert reference == ALIASES
+    assert len(ALIASES) == 98
+    assert ALIASES["bedrock/claude-opus-latest"] == "global.anthropic.claude-opus-5-5"
 
 
 def test_every_price_in_the_table_equals_the_reference():
@@ -148,12 +161,15 @@ SCENARIOS = {
 }
 
 
+def comparable(name: str) -> bool:
+    return model_cost[name]["litellm_provider"] not in NEEDS_LOGIN and not name.startswith(
+        RESOLVED_ELSEWHERE
+    )
+
+
 def comparable_models() -> list[str]:
-    return [
-        name
-        for name, entry in OURS.items()
-        if entry["litellm_provider"] not in NEEDS_LOGIN and not name.startswith(RESOLVED_ELSEWHERE)
-    ]
+    """Every model of the table but the aliases (compared on their own below)."""
+    return [name for name in OURS if name not in ALIASES and comparable(name)]
 
 
 def reference_cost(response: dict[str, Any]) -> float | None:
@@ -216,3 +232,44 @@ def test_cost_per_token_agrees_with_litellm_for_every_model(counts):
             differences.append((model, ours, reference))
     assert differences == []
     assert compared > 3000
+
+
+def alias_comparable(alias: str) -> bool:
+    return model_cost[alias]["litellm_provider"] not in NEEDS_LOGIN
+
+
+def test_every_alias_prices_as_litellm_prices_it():
+    logging.disable(logging.CRITICAL)
+    compared, differences = set(), []
+    try:
+        for alias in filter(alias_comparable, ALIASES):
+            for scenario, make in SCENARIOS.items():
+                response = make(alias)
+                reference = reference_cost(response)
+                if reference is None:
+                    continue
+                ours = completion_cost(response)
+                compared.add(alias)
+                if not close(ours, reference):
+                    differences.append((alias, scenario, ours, reference))
+            counts = {"prompt_tokens": 250_000, "completion_tokens": 100}
+            ours_split = cost_per_token(alias, **counts)
+            reference_split = litellm.cost_per_token(model=alias, **counts)
+            if not all(map(close, ours_split, reference_split)):
+                differences.append((alias, "cost_per_token", ours_split, reference_split))
+    finally:
+        logging.disable(logging.NOTSET)
+    assert differences == []
+    assert len(compared) == len(list(filter(alias_comparable, ALIASES))) == 88
+
+
+@pytest.mark.parametrize("alias", sorted(ALIASES))
+def test_an_alias_is_its_target(alias):
+    target = ALIASES[alias]
+    assert dict(model_cost[alias]) == dict(model_cost[target])
+    assert alias in model_cost and alias in list(model_cost)
+    assert all(litellm.model_cost[alias][key] == value for key, value in model_cost[alias].items())
+    for scenario in ("plain", "above 200k cached", "anthropic cache"):
+        response = SCENARIOS[scenario](alias)
+        assert completion_cost(response) == completion_cost({**response, "model": target})
+    assert cost_per_token(alias, 1000, 500) == cost_per_token(target, 1000, 500)
