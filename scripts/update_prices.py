@@ -25,6 +25,7 @@ MODES = {"chat", "completion", "responses"}
 # this library does not bill, so the table's per-token prices are the reference's, key for key).
 KEEP = re.compile(
     r"^(litellm_provider|mode|tiered_pricing|off_peak_pricing|provider_specific_entry"
+    r"|max_output_tokens|max_tokens"
     r"|.*(cost_per_\w*token|token_cost)\w*)$"
 )
 PRICED = ("input_cost_per_token", "output_cost_per_token", "tiered_pricing")
