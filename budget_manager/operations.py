@@ -278,9 +278,7 @@ class Flows:
         """Start the user's current period (and its ancestors') if the last one has ended."""
         names.check(user, "user")
         now = self.clock()
-        outcome: Outcome = yield from self._leveled(
-            user, now, lambda levels: Call("roll", (levels,))
-        )
+        outcome: Outcome = yield from self._leveled(user, now, "roll", ())
         if outcome.rolled:
             self._announce("roll", user, now, outcome)
         return outcome.record
