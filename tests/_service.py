@@ -43,13 +43,22 @@ def wait_healthy(url: str, timeout: float = 30.0) -> None:
 
 
 class ThreadServer:
-    """``create_app(...)`` served by uvicorn in a thread of this process."""
+    """``create_app(...)`` served by uvicorn in a thread of this process, with the settings
+    ``budget-manager serve`` uses (``serve_options`` go to its ServiceConfig)."""
 
-    def __init__(self, port: int | None = None, wrap: Any = None, **app_options: Any) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        wrap: Any = None,
+        serve_options: dict[str, Any] | None = None,
+        **app_options: Any,
+    ) -> None:
         self.wrap = wrap  # optional ASGI middleware class put around the app
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app_options = app_options
+        self.serve_options = serve_options or {}
+        self.app: Any = None
         self.server: Any = None
         self.thread: threading.Thread | None = None
 
@@ -57,13 +66,13 @@ class ThreadServer:
         import uvicorn
 
         from budget_manager.server import create_app
+        from budget_manager.server.serving import ServiceConfig
 
         app: Any = create_app(**self.app_options)
+        self.app = app
         if self.wrap is not None:
             app = self.wrap(app)
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
-        )
+        config = ServiceConfig(app, host="127.0.0.1", port=self.port, **self.serve_options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()

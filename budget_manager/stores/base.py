@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from ..errors import BudgetExceededError, InvalidInputError, StoreError, UnknownUserError
 from ..money import to_float
-from ..records import UserRecord, charge, roll
+from ..records import MAX_MODELS, UserRecord, charge, roll
 
 S = TypeVar("S", bound="type[BudgetStore]")
 _REGISTRY: dict[str, type[BudgetStore]] = {}
@@ -130,7 +130,12 @@ class BudgetStore(ABC):
 
 
 def charge_change(
-    user: str, model: str | None, amount: Decimal, now: float, within_budget: bool
+    user: str,
+    model: str | None,
+    amount: Decimal,
+    now: float,
+    within_budget: bool,
+    max_models: int = MAX_MODELS,
 ) -> Callable[[UserRecord], None]:
     """The change ``BudgetStore.charge`` applies to a user's record."""
 
@@ -143,7 +148,7 @@ def charge_change(
                 f"user {user!r} would spend {record.current_cost + amount} of a budget of "
                 f"{record.total_budget}",
             )
-        charge(record, model, amount, now)
+        charge(record, model, amount, now, max_models)
 
     return apply
 
