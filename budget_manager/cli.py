@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
         "--max-connections",
         type=int,
         default=1000,
-        help="concurrent connections before new requests get 503; 0 for no limit "
+        help="connections open at once; one more is answered 503 and closed; 0 for no limit "
         "(default: %(default)s)",
     )
     option(

@@ -90,21 +90,29 @@ class ProcessServer:
     """``budget-manager serve`` in a child process (so it can be killed with SIGKILL)."""
 
     def __init__(
-        self, store: str, keys: tuple[str, ...] = (), port: int | None = None, workers: int = 1
+        self,
+        store: str,
+        keys: tuple[str, ...] = (),
+        port: int | None = None,
+        workers: int = 1,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.store = store
         self.workers = workers
         self.keys = keys
+        self.args = args  # more options of budget-manager serve
+        self.env = env or {}  # more environment (BUDGET_MANAGER_API_KEYS is empty unless set)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ProcessServer:
         command = [sys.executable, "-m", "budget_manager.cli", "serve", "--store", self.store]
-        command += ["--port", str(self.port), "--workers", str(self.workers)]
+        command += ["--port", str(self.port), "--workers", str(self.workers), *self.args]
         for key in self.keys:
             command += ["--api-key", key]
-        env = dict(os.environ, BUDGET_MANAGER_API_KEYS="")
+        env = {**os.environ, "BUDGET_MANAGER_API_KEYS": "", **self.env}
         self.proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
         wait_healthy(self.url)
         return self
@@ -163,6 +171,17 @@ def pg_database() -> Iterator[str]:
         _close_pools()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@contextmanager
+def database(kind: str, folder: Path) -> Iterator[str]:
+    """A fresh database's URL: ``kind`` is ``"sqlite"`` (a file in ``folder``) or
+    ``"postgresql"`` (a throwaway database)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder}/budgets.db"
+    else:
+        with pg_database() as url:
+            yield url
 
 
 def _close_pools() -> None:

@@ -5,7 +5,8 @@ concurrent connections.
 uvicorn itself bounds neither how long a client may take to send its request headers nor (for
 a connection that has sent nothing yet) how long it may stay silent; the protocols here close
 such connections, with a 408 answer, ``header_timeout`` seconds after the connection opened or
-the request's first byte arrived. Request bodies have their own deadline
+the request's first byte arrived. They also answer 503 and close at once a connection that
+would be one more than ``max_connections``. Request bodies have their own deadline
 (:class:`~.limits.BodyLimitMiddleware`).
 """
 
@@ -27,7 +28,7 @@ from uvicorn.supervisors.multiprocess import Multiprocess
 DEFAULT_HEADER_TIMEOUT = 10.0
 #: Seconds an idle kept-alive connection stays open.
 DEFAULT_KEEP_ALIVE_TIMEOUT = 5
-#: Concurrent connections (and requests in progress) before new requests are answered 503.
+#: Concurrent connections; one more is answered 503 and closed.
 DEFAULT_MAX_CONNECTIONS = 1000
 _BACKLOG = 2048
 
@@ -36,11 +37,13 @@ class StartupError(Exception):
     """The service cannot start; the message says why, on one line."""
 
 
-class _HeaderDeadline(asyncio.Protocol):
+class _Guarded(asyncio.Protocol):
     """Closes a connection, answering 408, whose request headers are not complete within
-    ``config.header_timeout`` seconds of the connection opening or of the request's first byte."""
+    ``config.header_timeout`` seconds of the connection opening or of the request's first byte;
+    answers 503 to, and closes, a connection beyond ``config.max_connections``."""
 
     config: Any
+    connections: Any
     cycle: Any
     loop: asyncio.AbstractEventLoop
     transport: Any
@@ -48,6 +51,14 @@ class _HeaderDeadline(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         super().connection_made(transport)
+        limit = getattr(self.config, "max_connections", None)
+        if limit and len(self.connections) > limit:
+            self._refuse(
+                "503 Service Unavailable",
+                f"the service has {limit} connections open already; try again shortly",
+                "connections",
+            )
+            return
         self._arm()
 
     def data_received(self, data: bytes) -> None:
@@ -74,42 +85,44 @@ class _HeaderDeadline(asyncio.Protocol):
 
     def _headers_late(self, timeout: float) -> None:
         self._header_timer = None
+        self._refuse(
+            "408 Request Timeout",
+            f"the request headers did not arrive within {timeout:g} seconds",
+            "headers",
+        )
+
+    def _refuse(self, status: str, message: str, field: str) -> None:
+        """Answer an error (the service's JSON shape) and close the connection."""
         if self.transport.is_closing():
             return
-        body = json.dumps(
-            {
-                "status": "error",
-                "message": f"the request headers did not arrive within {timeout:g} seconds",
-                "field": "headers",
-            }
-        ).encode()
+        body = json.dumps({"status": "error", "message": message, "field": field}).encode()
         head = (
-            "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n"
-            f"content-length: {len(body)}\r\nconnection: close\r\n\r\n"
+            f"HTTP/1.1 {status}\r\ncontent-type: application/json\r\n"
+            f"content-length: {len(body)}\r\nconnection: close\r\nretry-after: 1\r\n\r\n"
         ).encode()
         self.transport.write(head + body)
         self.transport.close()
 
 
-class H11WithDeadline(_HeaderDeadline, H11Protocol):
-    """uvicorn's h11 protocol with a header deadline."""
+class H11Guarded(_Guarded, H11Protocol):
+    """uvicorn's h11 protocol with the header deadline and the connection cap."""
 
 
 try:
     from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 except ImportError:  # pragma: no cover - httptools is part of uvicorn[standard]
-    PROTOCOL: type[asyncio.Protocol] = H11WithDeadline
+    PROTOCOL: type[asyncio.Protocol] = H11Guarded
 else:
 
-    class HttpToolsWithDeadline(_HeaderDeadline, HttpToolsProtocol):
-        """uvicorn's httptools protocol with a header deadline."""
+    class HttpToolsGuarded(_Guarded, HttpToolsProtocol):
+        """uvicorn's httptools protocol with the header deadline and the connection cap."""
 
-    PROTOCOL = HttpToolsWithDeadline
+    PROTOCOL = HttpToolsGuarded
 
 
 class ServiceConfig(uvicorn.Config):
-    """uvicorn's settings for the service: its protocol with the header deadline, the keep-alive
-    timeout and the connection cap."""
+    """uvicorn's settings for the service: its protocol (``protocol``, with the header deadline
+    and the connection cap; ``max_connections`` None for no cap), and the keep-alive timeout."""
 
     def __init__(
         self,
@@ -118,19 +131,20 @@ class ServiceConfig(uvicorn.Config):
         header_timeout: float = DEFAULT_HEADER_TIMEOUT,
         keep_alive_timeout: int = DEFAULT_KEEP_ALIVE_TIMEOUT,
         max_connections: int | None = DEFAULT_MAX_CONNECTIONS,
+        protocol: type[asyncio.Protocol] = PROTOCOL,
         **options: Any,
     ) -> None:
         options.setdefault("log_level", "warning")
         super().__init__(
             app,
-            http=PROTOCOL,
+            http=protocol,
             timeout_keep_alive=keep_alive_timeout,
-            limit_concurrency=max_connections,
             access_log=False,
             proxy_headers=False,
             **options,
         )
         self.header_timeout = header_timeout
+        self.max_connections = max_connections
 
 
 class AnnouncingServer(uvicorn.Server):

@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 _SCHEMA_LOCK = 0x6275646765740001
 POOL_SIZE = 16
 CONNECT_TIMEOUT = 10
+#: Seconds a request waits for a pooled connection before the store is reported unavailable:
+#: less than a hosted client's 10 s read timeout, so it gets an answer it can act on.
+POOL_WAIT = 8.0
 
 
 class PostgresDatabase(Database):
@@ -54,7 +57,7 @@ class PostgresDatabase(Database):
                 f"cannot connect to PostgreSQL at {redact_url(url)}: {one_line(exc)}"
             ) from exc
         self.pool: ConnectionPool[Any] = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, timeout=30.0
+            url, min_size=1, max_size=pool_size, open=False, timeout=POOL_WAIT
         )
         try:
             self.pool.open(wait=True, timeout=10.0)
