@@ -18,13 +18,14 @@ from .. import names
 
 USERS = "/v1/projects/{project:name}/users"
 USER = USERS + "/{user:name}"
-_COST = re.compile(r"^/v1/projects/([^/]+)/users/([^/]+)/cost$")
+_COST = re.compile(r"^/v1/projects/([^/]*)/users/([^/]*)/cost$")
 
 
 class NameConvertor(Convertor[str]):
-    """A path segment holding a name, percent-encoded."""
+    """A path segment holding a name, percent-encoded (an empty one too, so that it is refused
+    as a name, naming the field, rather than as an unknown route)."""
 
-    regex = "[^/]+"
+    regex = "[^/]*"
 
     def convert(self, value: str) -> str:
         return names.from_segment(value)

@@ -17,7 +17,8 @@ MAX_MONEY = Decimal(10) ** 15
 MAX_NAME = names.MAX_NAME
 MAX_USERS = 100_000
 MAX_DEPTH = 32
-_MONEY_TEXT = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,30})?$")
+# Up to MAX_MONEY (1e15) inclusive, as the numbers are.
+_MONEY_TEXT = re.compile(r"^([0-9]{1,15}(\.[0-9]{1,30})?|1000000000000000(\.0{1,30})?)$")
 DURATION_PATTERN = r"^(daily|weekly|monthly|yearly|[1-9][0-9]{0,1}(s|m|h|d|w|mo|y))$"
 #: Latest accepted timestamp (2100-01-01), so every period boundary stays representable.
 MAX_TIMESTAMP = 4_102_444_800

@@ -36,6 +36,7 @@ from ..errors import (
     StoreUnavailableError,
     UnknownUserError,
 )
+from ..money import to_text
 from ..records import UserRecord, dump_user_dict, from_json
 from .base import BudgetStore, charge_change, register
 from .http import (
@@ -323,7 +324,7 @@ class HostedStore(BudgetStore):
             result: UserRecord = self._change_dict(put)
             return result
         body = {
-            "total_budget": str(record.total_budget),
+            "total_budget": to_text(record.total_budget),
             "duration": record.period.name if record.period is not None else None,
             "created_at": record.created_at,
         }
@@ -360,7 +361,7 @@ class HostedStore(BudgetStore):
         entry: dict[str, Any] = {
             "user": user,
             "model": model,
-            "cost": str(amount),
+            "cost": to_text(amount),
             "key": idempotency_key or uuid.uuid4().hex,
             "at": now,
         }
@@ -474,7 +475,7 @@ class HostedStore(BudgetStore):
                     answer = self._save_dict(self._dict)
             else:
                 answer = {"status": "success"}
-        except StoreUnavailableError as exc:
+        except (StoreUnavailableError, ServiceAuthError) as exc:
             answer = {"status": "error", "message": str(exc)}
         waiting = self.pending()
         if waiting:
