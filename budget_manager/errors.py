@@ -43,6 +43,10 @@ class UnknownDurationError(InvalidInputError):
     """A budget duration is not one this library understands."""
 
 
+class TooManyModelsError(InvalidInputError):
+    """A charge names a model that would take a budget's per-model breakdown past its cap."""
+
+
 class MissingUsageError(InvalidInputError):
     """A response carries no token usage, so its cost cannot be known."""
 

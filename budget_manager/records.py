@@ -15,7 +15,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import money, names, periods
-from .errors import CorruptStoreError, InvalidInputError
+from .errors import CorruptStoreError, InvalidInputError, TooManyModelsError
 from .money import ZERO
 from .periods import Period
 
@@ -184,10 +184,6 @@ def roll(record: UserRecord, now: float) -> bool:
     record.last_updated_at = start
     record._period_end = end
     return True
-
-
-class TooManyModelsError(InvalidInputError):
-    """A charge names a model that would take a budget's breakdown past its cap."""
 
 
 def charge(

@@ -216,3 +216,24 @@ def test_a_service_that_is_down_is_not_a_wrong_url(tmp_path: Path) -> None:
     m = hosted(f"http://127.0.0.1:{free_port()}", tmp_path)  # made: costs may wait for it
     with pytest.raises(StoreUnavailableError, match="unavailable"):
         m.get_users()
+
+
+def test_litellm_protocol_kept_costs_for_a_user_gone_move_aside(tmp_path: Path) -> None:
+    from test_hosted_client import PlainService
+
+    plain = PlainService()
+    try:
+        plain.data["proj"] = {"bo": {"total_budget": 10, "current_cost": 0}}
+        first = hosted(plain.url, tmp_path)
+        store = first.store
+        assert isinstance(store, HostedStore) and store._protocol == "litellm"
+        # Kept by an earlier process, for a user another client has since removed, and for bo:
+        store.outbox.append({"user": "ann", "model": "dl-model", "cost": "1", "key": "a", "at": 0})
+        store.outbox.append({"user": "bo", "model": "dl-model", "cost": "1", "key": "b", "at": 0})
+        later = hosted(plain.url, tmp_path)
+        answer = later.save_data()
+        assert answer["status"] == "dead_letter" and answer["dead_letter"] == 1
+        assert plain.data["proj"]["bo"]["current_cost"] == 1 and "ann" not in plain.data["proj"]
+        assert "'ann' has no budget" in Path(answer["dead_letter_path"]).read_text()
+    finally:
+        plain.close()

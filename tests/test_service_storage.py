@@ -16,8 +16,8 @@ import pytest
 import requests
 from _service import ThreadServer, database
 
-from budget_manager import InvalidInputError
-from budget_manager.records import MAX_MODELS, TooManyModelsError, new_record
+from budget_manager import BudgetManager, InvalidInputError, TooManyModelsError
+from budget_manager.records import MAX_MODELS, new_record
 from budget_manager.server.projects import Stores
 from budget_manager.stores import store_from_url
 from budget_manager.stores.sql import SqlStore
@@ -77,12 +77,12 @@ def test_a_budget_caps_its_distinct_models(service: ThreadServer) -> None:
 
 
 def test_every_store_caps_distinct_models(store_url: str, tmp_path: Path) -> None:
-    for store in (
-        store_from_url(store_url, "cap", max_models=2),
-        store_from_url(f"json:///{tmp_path}/cap.json", "cap"),
+    for store, limit in (
+        (store_from_url(store_url, "cap", max_models=2), 2),
+        (store_from_url(f"json:///{tmp_path}/cap.json", "cap", max_models=3), 3),
+        (store_from_url(f"json:///{tmp_path}/default.json", "cap"), MAX_MODELS),
     ):
         store.put("u", new_record(Decimal(1000), None, 0.0))
-        limit = 2 if isinstance(store, SqlStore) else MAX_MODELS
         for n in range(limit):
             store.charge("u", f"model-{n}", Decimal(1), 0.0)
         with pytest.raises(TooManyModelsError, match=f"cap is {limit}") as caught:
@@ -90,10 +90,18 @@ def test_every_store_caps_distinct_models(store_url: str, tmp_path: Path) -> Non
         assert caught.value.field == "model"
         with pytest.raises(InvalidInputError, match="at most 128"):
             store.charge("u", "x" * 129, Decimal(1), 0.0)
+        with pytest.raises(TooManyModelsError):  # a hold checks the cap alike
+            store.charge("u", "one-more", Decimal(1), 0.0, within_budget=True)
         record = store.get("u")
         assert record is not None and record.current_cost == limit
         assert record.model_cost is not None and len(record.model_cost) == limit
         store.close()
+    local = BudgetManager("p", path=tmp_path / "manager.json", max_models=1)
+    local.create_budget(total_budget=10, user="u")
+    local.update_cost(user="u", model="gpt-4o", input_text="a", output_text="b")
+    with pytest.raises(TooManyModelsError):
+        local.update_cost(user="u", model="gpt-4o-mini", input_text="a", output_text="b")
+    assert list(local.get_model_cost("u")) == ["gpt-4o"]
 
 
 def test_idempotency_keys_expire_after_the_window(service: ThreadServer, store_url: str) -> None:

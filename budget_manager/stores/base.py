@@ -26,6 +26,8 @@ class BudgetStore(ABC):
     schemes: ClassVar[tuple[str, ...]] = ()
     #: Whether ``charge(..., idempotency_key=...)`` applies a keyed charge at most once.
     idempotent: ClassVar[bool] = False
+    #: Distinct models a budget's breakdown may hold in one period (stores may take an option).
+    max_models: int = MAX_MODELS
 
     @classmethod
     @abstractmethod
@@ -70,7 +72,8 @@ class BudgetStore(ABC):
         Stores that are ``idempotent`` apply a charge carrying an ``idempotency_key`` at most once
         and answer a repeat with the record as the first one left it; others ignore the key.
         """
-        return self.update(user, charge_change(user, model, amount, now, within_budget))
+        change = charge_change(user, model, amount, now, within_budget, self.max_models)
+        return self.update(user, change)
 
     # -- whole-project and removal operations ---------------------------------------------------
     def records(self) -> dict[str, UserRecord]:
