@@ -4,6 +4,7 @@ models, idempotency entries a fixed size and a window, and the server's store ca
 from __future__ import annotations
 
 import sqlite3
+import threading
 import time
 import tracemalloc
 import uuid
@@ -118,6 +119,33 @@ def test_idempotency_keys_expire_after_the_window(service: ThreadServer, store_u
     try:
         time.sleep(0.6)
         assert isinstance(store, SqlStore) and store.prune_idempotency_keys() == 1
+    finally:
+        store.close()
+
+
+def test_concurrent_requests_with_one_key_apply_it_once(store_url: str) -> None:
+    store = store_from_url(store_url, "race")
+    store.put("u", new_record(Decimal(100), None, 0.0))
+    pool = getattr(store.db, "pool", None)
+    if pool is not None:  # PostgreSQL: a connection for every thread, so they truly overlap
+        pool.resize(8, 16)
+        pool.wait()
+    start = threading.Barrier(8)
+    answers: list[Decimal] = []
+
+    def charge() -> None:
+        start.wait()
+        record = store.charge("u", "m", Decimal(1), 0.0, idempotency_key="the-key")
+        answers.append(record.current_cost)
+
+    threads = [threading.Thread(target=charge) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    try:
+        assert answers == [Decimal(1)] * 8
+        assert store.get("u").current_cost == 1  # type: ignore[union-attr]
     finally:
         store.close()
 

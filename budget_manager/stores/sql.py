@@ -302,32 +302,43 @@ class SqlStore(BudgetStore):
         request = _digest(user, model, str(amount), within_budget)
         applied_at = time.time()
         with self.db.write() as cur:
-            cur.execute(
-                self.db.sql("SELECT request, created_at FROM bm_charge_keys WHERE id = ?"), (key,)
-            )
-            seen = cur.fetchone()
-            if seen is not None and seen[1] >= applied_at - self.idempotency_ttl:
-                if bytes(seen[0]) != request:
-                    raise IdempotencyConflictError(
-                        f"idempotency_key {names.shown(idempotency_key)} was already used for "
-                        "another request",
-                        field="idempotency_key",
-                    )
-                record = self._select(cur, user, lock=False)
-                if record is None:  # applied, and the budget was deleted since
-                    raise UnknownUserError(user, self.project)
-                return record
-            record = self._update_in(cur, user, change)
-            cur.execute(
-                self.db.sql(
-                    "INSERT INTO bm_charge_keys (id, request, created_at) VALUES (?, ?, ?)"
-                    " ON CONFLICT (id) DO UPDATE SET"
-                    " request = excluded.request, created_at = excluded.created_at"
-                ),
-                (key, request, applied_at),
-            )
+            record = self._apply_once(cur, user, key, request, applied_at, change)
         if self.db.prune_due():
             self.prune_idempotency_keys()
+        return record
+
+    def _apply_once(
+        self,
+        cur: Cursor,
+        user: str,
+        key: bytes,
+        request: bytes,
+        applied_at: float,
+        change: Callable[[UserRecord], None],
+    ) -> UserRecord:
+        """Apply ``change`` unless ``key`` was applied within the window: then the record as it
+        is now (IdempotencyConflictError if the key came with another request)."""
+        # Claim the key first (replacing a row past the window): a concurrent request with the
+        # same key waits here for this one's commit, and then finds the key taken.
+        cur.execute(
+            self.db.sql(
+                "INSERT INTO bm_charge_keys (id, request, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET"
+                " request = excluded.request, created_at = excluded.created_at"
+                " WHERE bm_charge_keys.created_at < ?"
+            ),
+            (key, request, applied_at, applied_at - self.idempotency_ttl),
+        )
+        if _rowcount(cur) == 1:
+            return self._update_in(cur, user, change)
+        cur.execute(self.db.sql("SELECT request FROM bm_charge_keys WHERE id = ?"), (key,))
+        if bytes(cur.fetchone()[0]) != request:
+            raise IdempotencyConflictError(
+                "idempotency_key was already used for another request", field="idempotency_key"
+            )
+        record = self._select(cur, user, lock=False)
+        if record is None:  # applied, and the budget was deleted since
+            raise UnknownUserError(user, self.project)
         return record
 
     def delete(self, user: str) -> bool:
