@@ -30,17 +30,15 @@ def strict_json(text: str) -> Any:
     return json.loads(text, parse_constant=refuse)
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with database(request.param, tmp_path) as url:
-        yield url
-
-
-@pytest.fixture
-def service(store_url: str) -> Iterator[ThreadServer]:
-    server = ThreadServer(store_url=store_url, api_keys=[])
-    yield server.start()
-    server.stop()
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadServer]:
+    """One service per database for the module; each test uses projects of its own."""
+    with database(request.param, tmp_path_factory.mktemp("errors")) as url:
+        server = ThreadServer(store_url=url, api_keys=[])
+        yield server.start()
+        server.stop()
 
 
 def send(service: ThreadServer, method: str, path: str, body: Any = None) -> requests.Response:
@@ -97,23 +95,24 @@ def test_a_corrupt_sqlite_file_shows_no_path_or_driver_text(tmp_path: Path) -> N
 @pytest.mark.parametrize(
     ("path", "body", "field"),
     [
-        ("/v1/projects/p/users/n", '{"total_budget": NaN}', "total_budget"),
-        ("/v1/projects/p/users/n", '{"total_budget": -Infinity}', "total_budget"),
-        ("/v1/projects/p/users/n", '{"total_budget": 1e400}', "total_budget"),
-        ("/v1/projects/p/users/n", '{"total_budget": 1, "created_at": NaN}', "created_at"),
-        ("/v1/projects/p/users/u/cost", '{"cost": 1e400}', "cost"),
-        ("/v1/projects/p/users/u/cost", '{"cost": -Infinity}', "cost"),
+        ("/v1/projects/numbers/users/n", '{"total_budget": NaN}', "total_budget"),
+        ("/v1/projects/numbers/users/n", '{"total_budget": -Infinity}', "total_budget"),
+        ("/v1/projects/numbers/users/n", '{"total_budget": 1e400}', "total_budget"),
+        ("/v1/projects/numbers/users/n", '{"total_budget": 1, "created_at": NaN}', "created_at"),
+        ("/v1/projects/numbers/users/u/cost", '{"cost": 1e400}', "cost"),
+        ("/v1/projects/numbers/users/u/cost", '{"cost": -Infinity}', "cost"),
     ],
 )
 def test_numbers_json_cannot_carry_are_refused(
     service: ThreadServer, path: str, body: str, field: str
 ) -> None:
-    send(service, "PUT", "/v1/projects/p/users/u", {"total_budget": 5}).raise_for_status()
+    user = "/v1/projects/numbers/users/u"
+    send(service, "PUT", user, {"total_budget": 5}).raise_for_status()
     method = "POST" if path.endswith("/cost") else "PUT"
     answer = send(service, method, path, body)
     assert answer.status_code == 422 and answer.json()["field"] == field, answer.text
-    assert send(service, "GET", "/v1/projects/p/users").json()["users"] == ["u"]
-    assert send(service, "GET", "/v1/projects/p/users/u").json()["data"]["current_cost"] == 0
+    assert send(service, "GET", "/v1/projects/numbers/users").json()["users"] == ["u"]
+    assert send(service, "GET", user).json()["data"]["current_cost"] == 0
 
 
 @pytest.mark.parametrize(
@@ -158,7 +157,7 @@ def test_the_library_refuses_numbers_json_cannot_carry() -> None:
 def test_the_fast_lane_never_runs_a_charge_twice(
     service: ThreadServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    send(service, "PUT", "/v1/projects/p/users/u", {"total_budget": 5}).raise_for_status()
+    send(service, "PUT", "/v1/projects/once/users/u", {"total_budget": 5}).raise_for_status()
     calls = []
     charge = SqlStore.charge
 
@@ -168,18 +167,20 @@ def test_the_fast_lane_never_runs_a_charge_twice(
         raise StoreUnavailableError("connection lost after commit")
 
     monkeypatch.setattr(SqlStore, "charge", committed_then_lost)
-    answer = send(service, "POST", "/v1/projects/p/users/u/cost", {"cost": "0.5"})
+    answer = send(service, "POST", "/v1/projects/once/users/u/cost", {"cost": "0.5"})
     monkeypatch.undo()
     assert answer.status_code == 503 and answer.json()["status"] == "error"
     assert len(calls) == 1
-    assert send(service, "GET", "/v1/projects/p/users/u").json()["data"]["current_cost"] == 0.5
+    assert send(service, "GET", "/v1/projects/once/users/u").json()["data"]["current_cost"] == 0.5
 
 
 def test_the_fast_lane_and_the_routes_answer_errors_alike(service: ThreadServer) -> None:
-    send(service, "PUT", "/v1/projects/p/users/u", {"total_budget": 1}).raise_for_status()
-    over = send(service, "POST", "/v1/projects/p/users/u/cost", {"cost": 2, "within_budget": True})
-    unknown = send(service, "POST", "/v1/projects/p/users/nobody/cost", {"cost": 1})
+    send(service, "PUT", "/v1/projects/alike/users/u", {"total_budget": 1}).raise_for_status()
+    over = send(
+        service, "POST", "/v1/projects/alike/users/u/cost", {"cost": 2, "within_budget": True}
+    )
+    unknown = send(service, "POST", "/v1/projects/alike/users/nobody/cost", {"cost": 1})
     assert over.status_code == 409 and over.json()["field"] == "cost"
     assert unknown.status_code == 404 and unknown.json()["field"] == "user"
     assert "nobody" in unknown.json()["message"]
-    assert send(service, "GET", "/v1/projects/p/users/u").json()["data"]["current_cost"] == 0
+    assert send(service, "GET", "/v1/projects/alike/users/u").json()["data"]["current_cost"] == 0

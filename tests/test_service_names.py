@@ -27,9 +27,12 @@ def _price() -> None:
     register_model({"names-model": {"input_cost_per_token": 0.001, "output_cost_per_token": 0}})
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def service(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ThreadServer]:
-    with database(request.param, tmp_path) as url:
+@pytest.fixture(scope="module", params=["sqlite", "postgresql"])
+def service(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[ThreadServer]:
+    """One service per database for the module; each test uses projects of its own."""
+    with database(request.param, tmp_path_factory.mktemp("names")) as url:
         server = ThreadServer(store_url=url, api_keys=[]).start()
         yield server
         server.stop()
@@ -119,7 +122,7 @@ def test_the_library_and_every_store_refuse_control_characters(kind: str, tmp_pa
 
 
 def test_a_hosted_client_refuses_bad_names_before_sending(service: ThreadServer) -> None:
-    m = BudgetManager("p", client_type="hosted", api_base=service.url)
+    m = BudgetManager("refuse", client_type="hosted", api_base=service.url)
     with pytest.raises(InvalidInputError, match="user"):
         m.create_budget(total_budget=1, user="a\x00")
     with pytest.raises(InvalidInputError, match="model"):
@@ -131,7 +134,7 @@ def test_a_hosted_client_refuses_bad_names_before_sending(service: ThreadServer)
 
 
 def test_a_raw_slash_is_still_a_separator(service: ThreadServer) -> None:
-    send(service, "PUT", "/v1/projects/p/users/org%2Fuser", {"total_budget": 5}).raise_for_status()
-    assert send(service, "GET", "/v1/projects/p/users/org/user").status_code == 404
-    path = f"/v1/projects/p/users/{quote('org/user', safe='')}"
+    path = f"/v1/projects/slash/users/{quote('org/user', safe='')}"
+    send(service, "PUT", path, {"total_budget": 5}).raise_for_status()
+    assert send(service, "GET", "/v1/projects/slash/users/org/user").status_code == 404
     assert send(service, "GET", path).json()["user"] == "org/user"
