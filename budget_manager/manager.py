@@ -163,7 +163,7 @@ class BudgetManager:
 
     def is_valid_user(self, user: str) -> bool:
         """Whether ``user`` has a budget."""
-        return isinstance(user, str) and self._store.get(user) is not None
+        return names.problem(user) is None and self._store.get(user) is not None
 
     def get_users(self) -> list[str]:
         """Every user with a budget."""

@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 
 from ..errors import BudgetExceededError, InvalidInputError, StoreError, UnknownUserError
 from ..money import to_float
-from ..records import UserRecord, charge, roll
+from ..records import MAX_MODELS, UserRecord, charge, roll
 
 S = TypeVar("S", bound="type[BudgetStore]")
 _REGISTRY: dict[str, type[BudgetStore]] = {}
@@ -26,6 +26,8 @@ class BudgetStore(ABC):
     schemes: ClassVar[tuple[str, ...]] = ()
     #: Whether ``charge(..., idempotency_key=...)`` applies a keyed charge at most once.
     idempotent: ClassVar[bool] = False
+    #: Distinct models a budget's breakdown may hold in one period (stores may take an option).
+    max_models: int = MAX_MODELS
 
     @classmethod
     @abstractmethod
@@ -70,7 +72,8 @@ class BudgetStore(ABC):
         Stores that are ``idempotent`` apply a charge carrying an ``idempotency_key`` at most once
         and answer a repeat with the record as the first one left it; others ignore the key.
         """
-        return self.update(user, charge_change(user, model, amount, now, within_budget))
+        change = charge_change(user, model, amount, now, within_budget, self.max_models)
+        return self.update(user, change)
 
     # -- whole-project and removal operations ---------------------------------------------------
     def records(self) -> dict[str, UserRecord]:
@@ -130,7 +133,12 @@ class BudgetStore(ABC):
 
 
 def charge_change(
-    user: str, model: str | None, amount: Decimal, now: float, within_budget: bool
+    user: str,
+    model: str | None,
+    amount: Decimal,
+    now: float,
+    within_budget: bool,
+    max_models: int = MAX_MODELS,
 ) -> Callable[[UserRecord], None]:
     """The change ``BudgetStore.charge`` applies to a user's record."""
 
@@ -143,7 +151,7 @@ def charge_change(
                 f"user {user!r} would spend {record.current_cost + amount} of a budget of "
                 f"{record.total_budget}",
             )
-        charge(record, model, amount, now)
+        charge(record, model, amount, now, max_models)
 
     return apply
 

@@ -38,6 +38,7 @@ from urllib.parse import unquote, urlsplit
 from .. import names
 from ..errors import CorruptStoreError, InvalidInputError, StoreError, UnknownUserError
 from ..records import (
+    MAX_MODELS,
     UserRecord,
     charge,
     dump_user_dict,
@@ -100,6 +101,7 @@ class JsonFileStore(BudgetStore):
         compact_bytes: int | None = None,
         flush_after: float | None = FLUSH_AFTER,
         adopt: Iterable[str | os.PathLike[str]] = (),
+        max_models: int = MAX_MODELS,
     ) -> None:
         """``fsync``: fsync every journal append (power-loss durability; slower).
         ``compact_bytes``: smallest journal size that triggers a compaction.
@@ -107,7 +109,13 @@ class JsonFileStore(BudgetStore):
         to date, as LiteLLM's own background saves do (None: only on save(), close() and exit).
         ``adopt``: while the store has no file yet, it starts from the first of these files that
         exists (copied, never changed), e.g. LiteLLM's ``user_cost.json``.
+        ``max_models``: distinct models a budget may record in one period (100).
         """
+        if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
+            raise InvalidInputError(
+                f"max_models must be a positive integer, got {max_models!r}", field="max_models"
+            )
+        self.max_models = max_models
         self.path = Path(path).absolute()
         self._adopt = [Path(p).absolute() for p in adopt]
         self._journal_path = str(self.path) + ".journal"
@@ -445,7 +453,8 @@ class JsonFileStore(BudgetStore):
     ) -> UserRecord:
         if within_budget:
             return super().charge(user, model, amount, now, within_budget=True)
-        return self._change(user, charge, model, amount, now)  # charge() rolls the period first
+        # charge() rolls the period first
+        return self._change(user, charge, model, amount, now, self.max_models)
 
     def _change(self, user: str, change: Callable[..., None], *args: Any) -> UserRecord:
         # The one read-modify-write: change(copy, *args) under both locks, then journaled. Arguments

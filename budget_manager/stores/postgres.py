@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import StoreError, StoreUnavailableError
 from .base import register
-from .sql import Cursor, Database, SharedDatabases, SqlStore, redact_url
+from .sql import Cursor, Database, SharedDatabases, SqlStore, one_line, redact_url
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 # Any lock id will do, as long as it is always the same: it serialises schema creation.
 _SCHEMA_LOCK = 0x6275646765740001
 POOL_SIZE = 16
+CONNECT_TIMEOUT = 10
+#: Seconds a request waits for a pooled connection before the store is reported unavailable:
+#: less than a hosted client's 10 s read timeout, so it gets an answer it can act on.
+POOL_WAIT = 8.0
 
 
 class PostgresDatabase(Database):
@@ -46,15 +50,21 @@ class PostgresDatabase(Database):
             psycopg.errors.ConnectionTimeout,
         )
         self.url = url
+        try:  # one plain connection first: its error says what is wrong, at once
+            psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT).close()
+        except psycopg.Error as exc:
+            raise StoreUnavailableError(
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {one_line(exc)}"
+            ) from exc
         self.pool: ConnectionPool[Any] = ConnectionPool(
-            url, min_size=1, max_size=pool_size, open=False, timeout=30.0
+            url, min_size=1, max_size=pool_size, open=False, timeout=POOL_WAIT
         )
         try:
             self.pool.open(wait=True, timeout=10.0)
         except Exception as exc:
             self.pool.close()
             raise StoreUnavailableError(
-                f"cannot connect to PostgreSQL at {redact_url(url)}: {exc}"
+                f"cannot connect to PostgreSQL at {redact_url(url)}: {one_line(exc)}"
             ) from exc
         with self.write() as cur:
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))

@@ -4,8 +4,11 @@ Two tables hold every project of a database:
 
 - ``bm_budgets``: one row per (project, user) with the record's fields; money is exact
   (``NUMERIC`` in PostgreSQL, decimal text in SQLite), never a float.
-- ``bm_idempotency``: (project, key) of every keyed charge applied recently, with what it was
-  asked to do and the record it left, so a retried charge is applied at most once.
+- ``bm_charge_keys``: one fixed-size row per keyed charge applied within the idempotency window
+  (24 hours by default): a digest of (project, key), a digest of the request, and when it was
+  applied. A retried charge is applied at most once and answered with the user's record as it
+  is now; rows older than the window are ignored and pruned, so the table stays bounded by the
+  charge rate times the window, whatever the requests carry.
 
 Every change is a read-modify-write inside one database transaction that holds the row (or the
 database) for writing, applying the same pure ledger functions as every other store
@@ -14,6 +17,7 @@ database) for writing, applying the same pure ledger functions as every other st
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -25,13 +29,16 @@ from decimal import Decimal
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
+from .. import names
 from ..errors import InvalidInputError, UnknownUserError
-from ..records import UserRecord, from_json, loads, to_json
+from ..records import MAX_MODELS, UserRecord, from_json, loads
 from .base import BudgetStore, charge_change
 
-#: How long an idempotency key is remembered (seconds).
-IDEMPOTENCY_TTL = 7 * 86_400
+#: How long an idempotency key is remembered by default (seconds).
+IDEMPOTENCY_TTL = 86_400.0
+#: Expired idempotency rows are pruned once every this many keyed charges on a database.
 _PRUNE_EVERY = 1000
+_DIGEST_BYTES = 16
 
 COLUMNS = (
     "total_budget, current_cost, model_cost, period, duration, created_at, last_updated_at, extra"
@@ -53,13 +60,24 @@ class IdempotencyConflictError(InvalidInputError):
 class Database(ABC):
     """Connections to one database, shared by the stores of all its projects."""
 
-    #: The dialect's name for money columns and for the ``FOR UPDATE`` row lock (if any).
+    #: The dialect's names for money, float and byte-string columns, the ``FOR UPDATE`` row lock
+    #: (if any), and options for a table keyed by a digest.
     money_type: ClassVar[str] = "TEXT"
     float_type: ClassVar[str] = "DOUBLE PRECISION"
+    bytes_type: ClassVar[str] = "BYTEA"
     lock_rows: ClassVar[str] = ""
+    keyed_table_options: ClassVar[str] = ""
 
     def __init__(self) -> None:
         self.users_of = 0  # stores open on this database
+        self._keyed_charges = 0
+        self._count_lock = threading.Lock()
+
+    def prune_due(self) -> bool:
+        """Count one keyed charge; whether expired idempotency rows should be pruned now."""
+        with self._count_lock:
+            self._keyed_charges += 1
+            return self._keyed_charges % _PRUNE_EVERY == 1
 
     @abstractmethod
     def read(self) -> AbstractContextManager[Cursor]:
@@ -83,7 +101,7 @@ class Database(ABC):
 
     def schema(self) -> list[str]:
         """Statements that create the tables if they are missing."""
-        m, f = self.money_type, self.float_type
+        m, f, b = self.money_type, self.float_type, self.bytes_type
         return [
             "CREATE TABLE IF NOT EXISTS bm_budgets ("
             " project TEXT NOT NULL, user_id TEXT NOT NULL,"
@@ -91,11 +109,12 @@ class Database(ABC):
             " model_cost TEXT, period TEXT, duration TEXT,"
             f" created_at {f}, last_updated_at {f}, extra TEXT,"
             " PRIMARY KEY (project, user_id))",
-            "CREATE TABLE IF NOT EXISTS bm_idempotency ("
-            " project TEXT NOT NULL, key TEXT NOT NULL, request TEXT NOT NULL,"
-            f" result TEXT NOT NULL, created_at {f} NOT NULL,"
-            " PRIMARY KEY (project, key))",
-            "CREATE INDEX IF NOT EXISTS bm_idempotency_age ON bm_idempotency (created_at)",
+            "CREATE TABLE IF NOT EXISTS bm_charge_keys ("
+            f" id {b} NOT NULL PRIMARY KEY, request {b} NOT NULL, created_at {f} NOT NULL)"
+            f"{self.keyed_table_options}",
+            "CREATE INDEX IF NOT EXISTS bm_charge_keys_age ON bm_charge_keys (created_at)",
+            # The first release kept a whole record per key here, without bound: superseded.
+            "DROP TABLE IF EXISTS bm_idempotency",
         ]
 
 
@@ -108,21 +127,60 @@ class SqlStore(BudgetStore):
     label: ClassVar[str] = "SQL"
 
     @classmethod
-    def from_url(cls, url: str, project: str, **options: Any) -> SqlStore:
+    def from_url(
+        cls,
+        url: str,
+        project: str,
+        *,
+        max_models: int = MAX_MODELS,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+        **options: Any,
+    ) -> SqlStore:
+        """Options: ``max_models``, the cap on distinct models in a budget's period (100), and
+        ``idempotency_ttl``, how long a charge's idempotency key is remembered (86400 s)."""
         if options:
             raise InvalidInputError(f"unknown {cls.label} store options: {sorted(options)}")
+        names.check(project, "project")
         db, release = cls.databases.acquire(url)
-        return cls(db, project, release)
+        return cls(db, project, release, max_models=max_models, idempotency_ttl=idempotency_ttl)
 
-    def __init__(self, db: Database, project: str, release: Callable[[], None]) -> None:
-        if not isinstance(project, str) or not project:
-            raise InvalidInputError(f"project must be a non-empty string, got {project!r}")
+    def __init__(
+        self,
+        db: Database,
+        project: str,
+        release: Callable[[], None],
+        *,
+        max_models: int = MAX_MODELS,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+    ) -> None:
+        self.project = names.check(project, "project")
+        if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
+            raise InvalidInputError(
+                f"max_models must be a positive integer, got {max_models!r}", field="max_models"
+            )
+        if isinstance(idempotency_ttl, bool) or not (
+            isinstance(idempotency_ttl, (int, float)) and 0 < idempotency_ttl < float("inf")
+        ):
+            raise InvalidInputError(
+                f"idempotency_ttl must be a positive number of seconds, got {idempotency_ttl!r}",
+                field="idempotency_ttl",
+            )
         self.db = db
-        self.project = project
+        self.max_models = max_models
+        self.idempotency_ttl = float(idempotency_ttl)
         self._release = release
         self._closed = False
-        self._charges = 0
-        self._count_lock = threading.Lock()
+
+    def sibling(self, project: str) -> SqlStore:
+        """The store of ``project`` on the same database with the same settings. It shares this
+        store's connections and holds nothing of its own: closing it releases nothing."""
+        return type(self)(
+            self.db,
+            project,
+            _nothing,
+            max_models=self.max_models,
+            idempotency_ttl=self.idempotency_ttl,
+        )
 
     # -- rows ------------------------------------------------------------------------------------
     def _row(self, record: UserRecord) -> tuple[Any, ...]:
@@ -158,6 +216,7 @@ class SqlStore(BudgetStore):
         return from_json(user, data)
 
     def _select(self, cur: Cursor, user: str, lock: bool) -> UserRecord | None:
+        names.check(user, "user")
         suffix = self.db.lock_rows if lock else ""
         cur.execute(
             self.db.sql(
@@ -169,6 +228,7 @@ class SqlStore(BudgetStore):
         return None if row is None else self._record(user, row)
 
     def _upsert(self, cur: Cursor, user: str, record: UserRecord) -> None:
+        names.check(user, "user")
         cur.execute(
             self.db.sql(
                 f"INSERT INTO bm_budgets (project, user_id, {COLUMNS})"
@@ -234,36 +294,55 @@ class SqlStore(BudgetStore):
         within_budget: bool = False,
         idempotency_key: str | None = None,
     ) -> UserRecord:
-        change = charge_change(user, model, amount, now, within_budget)
+        change = charge_change(user, model, amount, now, within_budget, self.max_models)
         if idempotency_key is None:
             return self.update(user, change)
-        request = json.dumps([user, model, str(amount)])
+        names.check(idempotency_key, "idempotency_key", names.MAX_KEY)
+        key = _digest(self.project, idempotency_key)
+        request = _digest(user, model, str(amount), within_budget)
+        applied_at = time.time()
         with self.db.write() as cur:
-            cur.execute(
-                self.db.sql(
-                    "SELECT request, result FROM bm_idempotency WHERE project = ? AND key = ?"
-                ),
-                (self.project, idempotency_key),
+            record = self._apply_once(cur, user, key, request, applied_at, change)
+        if self.db.prune_due():
+            self.prune_idempotency_keys()
+        return record
+
+    def _apply_once(
+        self,
+        cur: Cursor,
+        user: str,
+        key: bytes,
+        request: bytes,
+        applied_at: float,
+        change: Callable[[UserRecord], None],
+    ) -> UserRecord:
+        """Apply ``change`` unless ``key`` was applied within the window: then the record as it
+        is now (IdempotencyConflictError if the key came with another request)."""
+        # Claim the key first (replacing a row past the window): a concurrent request with the
+        # same key waits here for this one's commit, and then finds the key taken.
+        cur.execute(
+            self.db.sql(
+                "INSERT INTO bm_charge_keys (id, request, created_at) VALUES (?, ?, ?)"
+                " ON CONFLICT (id) DO UPDATE SET"
+                " request = excluded.request, created_at = excluded.created_at"
+                " WHERE bm_charge_keys.created_at < ?"
+            ),
+            (key, request, applied_at, applied_at - self.idempotency_ttl),
+        )
+        if _rowcount(cur) == 1:
+            return self._update_in(cur, user, change)
+        cur.execute(self.db.sql("SELECT request FROM bm_charge_keys WHERE id = ?"), (key,))
+        if bytes(cur.fetchone()[0]) != request:
+            raise IdempotencyConflictError(
+                "idempotency_key was already used for another request", field="idempotency_key"
             )
-            seen = cur.fetchone()
-            if seen is not None:
-                if seen[0] != request:
-                    raise IdempotencyConflictError(
-                        f"idempotency_key {idempotency_key!r} was already used for another request"
-                    )
-                return from_json(user, loads(seen[1]))
-            record = self._update_in(cur, user, change)
-            cur.execute(
-                self.db.sql(
-                    "INSERT INTO bm_idempotency (project, key, request, result, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)"
-                ),
-                (self.project, idempotency_key, request, to_json(record), time.time()),
-            )
-        self._maybe_prune()
+        record = self._select(cur, user, lock=False)
+        if record is None:  # applied, and the budget was deleted since
+            raise UnknownUserError(user, self.project)
         return record
 
     def delete(self, user: str) -> bool:
+        names.check(user, "user")
         with self.db.write() as cur:
             cur.execute(
                 self.db.sql("DELETE FROM bm_budgets WHERE project = ? AND user_id = ?"),
@@ -283,20 +362,26 @@ class SqlStore(BudgetStore):
             self._release()
 
     # -- housekeeping ----------------------------------------------------------------------------
-    def _maybe_prune(self) -> None:
-        with self._count_lock:
-            self._charges += 1
-            due = self._charges % _PRUNE_EVERY == 1
-        if due:
-            self.prune_idempotency_keys()
-
-    def prune_idempotency_keys(self, older_than: float = IDEMPOTENCY_TTL) -> None:
-        """Forget idempotency keys older than ``older_than`` seconds."""
+    def prune_idempotency_keys(self, older_than: float | None = None) -> int:
+        """Forget the database's idempotency keys older than ``older_than`` seconds (default:
+        this store's window); how many were forgotten."""
+        age = self.idempotency_ttl if older_than is None else older_than
         with self.db.write() as cur:
             cur.execute(
-                self.db.sql("DELETE FROM bm_idempotency WHERE project = ? AND created_at < ?"),
-                (self.project, time.time() - older_than),
+                self.db.sql("DELETE FROM bm_charge_keys WHERE created_at < ?"),
+                (time.time() - age,),
             )
+            return _rowcount(cur)
+
+
+def _digest(*parts: object) -> bytes:
+    """A fixed-size digest of ``parts`` (which JSON keeps apart unambiguously)."""
+    text = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:_DIGEST_BYTES]
+
+
+def _nothing() -> None:
+    pass
 
 
 def _plain(value: Any) -> Any:
@@ -348,3 +433,8 @@ def redact_url(url: str) -> str:
         host += f":{parts.port}"
     netloc = f"{parts.username}:***@{host}" if parts.username else host
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (drivers' messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

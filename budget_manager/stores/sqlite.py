@@ -31,6 +31,8 @@ class SqliteDatabase(Database):
 
     money_type = "TEXT"
     float_type = "REAL"
+    bytes_type = "BLOB"
+    keyed_table_options = " WITHOUT ROWID"
 
     def __init__(self, path: str, synchronous: str = "NORMAL", busy_timeout_ms: int = 30_000):
         super().__init__()
