@@ -1,81 +1,223 @@
-"""The ``budget-manager`` command: ``budget-manager serve`` runs the budget service."""
+"""The ``budget-manager`` command: ``budget-manager serve`` runs the budget service.
+
+``serve`` opens the store and binds the port before it announces anything; when it cannot
+start it says why on one line of stderr and exits with 1 (2 for a usage error).
+"""
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Sequence
+from typing import NoReturn
 
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+USAGE_ERROR = 2
+STARTUP_ERROR = 1
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        self.exit(USAGE_ERROR, f"{self.prog}: {message} (see --help)\n")
+
+
+def _count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {text}")
+    return value
+
+
+def _seconds(text: str) -> float:
+    value = float(text)
+    if not 0 < value < float("inf"):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
+    return value
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="budget-manager", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True)
-    serve = commands.add_parser("serve", help="run the budget service (needs the [server] extra)")
-    serve.add_argument(
+    from .names import MAX_MODEL_NAME
+    from .records import MAX_MODELS
+
+    parser = _Parser(prog="budget-manager", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    serve = commands.add_parser(
+        "serve",
+        help="run the budget service (needs the [server] extra)",
+        description="Run the budget service. Every option shows its default.",
+    )
+    option = serve.add_argument
+    option(
         "--store",
         default="sqlite:///budgets.db",
-        help="database URL: sqlite:///budgets.db (default) or postgresql://user@host/db",
+        help="database URL: sqlite:///path.db or postgresql://user@host:5432/db "
+        "(default: %(default)s)",
     )
-    serve.add_argument("--host", default="127.0.0.1")
-    serve.add_argument("--port", type=int, default=8000)
-    serve.add_argument(
+    option("--host", default="127.0.0.1", help="address to listen on (default: %(default)s)")
+    option("--port", type=int, default=8000, help="port to listen on (default: %(default)s)")
+    option(
         "--api-key",
         action="append",
         default=[],
-        metavar="KEY[=PROJ|PROJ]",
-        help="accept this bearer key (repeatable; also BUDGET_MANAGER_API_KEYS, comma-separated)",
+        metavar="KEY[=PROJECT,...]",
+        help="accept this bearer key, for every project or only those listed; repeatable "
+        "(default: none; keys also come from --api-keys-file and BUDGET_MANAGER_API_KEYS, one "
+        "spec per line)",
     )
-    serve.add_argument("--max-body-bytes", type=int, default=1 << 20)
-    serve.add_argument("--workers", type=int, default=1, help="uvicorn worker processes")
-    serve.add_argument("--log-level", default="warning")
+    option(
+        "--api-keys-file",
+        metavar="PATH",
+        help="read key specs from this file, one per line, # starts a comment line (default: none)",
+    )
+    option(
+        "--max-body-bytes",
+        type=_count,
+        default=1 << 20,
+        help="larger request bodies get 413 (default: %(default)s)",
+    )
+    option(
+        "--header-timeout",
+        type=_seconds,
+        default=10.0,
+        help="seconds a client may take to send a request's headers; the connection is then "
+        "closed with 408 (default: %(default)s)",
+    )
+    option(
+        "--body-timeout",
+        type=_seconds,
+        default=30.0,
+        help="seconds a request body may take to arrive; 408 after (default: %(default)s)",
+    )
+    option(
+        "--keep-alive-timeout",
+        type=_count,
+        default=5,
+        help="seconds an idle kept-alive connection stays open (default: %(default)s)",
+    )
+    option(
+        "--max-connections",
+        type=int,
+        default=1000,
+        help="connections open at once; one more is answered 503 and closed; 0 for no limit "
+        "(default: %(default)s)",
+    )
+    option(
+        "--max-models",
+        type=_count,
+        default=MAX_MODELS,
+        help="distinct models a budget may record in one period; further models get 422 "
+        f"(default: %(default)s; model names are at most {MAX_MODEL_NAME} characters)",
+    )
+    option(
+        "--idempotency-ttl",
+        type=_seconds,
+        default=86_400.0,
+        metavar="SECONDS",
+        help="how long a charge's idempotency key is remembered (default: %(default)s, 24 h)",
+    )
+    option(
+        "--max-projects",
+        type=_count,
+        default=1024,
+        help="project stores kept open between requests, least recently used dropped first "
+        "(default: %(default)s)",
+    )
+    option("--workers", type=_count, default=1, help="uvicorn processes (default: %(default)s)")
+    option(
+        "--log-level",
+        default="warning",
+        choices=["critical", "error", "warning", "info", "debug"],
+        help="(default: %(default)s)",
+    )
     return parser
 
 
-def serve(args: argparse.Namespace) -> int:
-    """Run the service until interrupted."""
-    try:
-        import uvicorn
+def _fail(message: str, code: int = STARTUP_ERROR) -> int:
+    print(f"budget-manager: {message}", file=sys.stderr, flush=True)
+    return code
 
-        from .server import ApiKeys
-    except ImportError:
-        print("budget-manager serve needs: pip install 'budget-manager[server]'", file=sys.stderr)
-        return 2
-    keys = ApiKeys.from_env(args.api_key)
-    if not keys:
-        if args.host not in LOCAL_HOSTS:
-            print(
-                f"refusing to serve on {args.host} without API keys: pass --api-key or set "
-                "BUDGET_MANAGER_API_KEYS (without keys only 127.0.0.1 is allowed)",
-                file=sys.stderr,
-            )
-            return 2
-        print(
-            "WARNING: no API keys configured; the service is unauthenticated and bound to "
-            f"{args.host} only",
-            file=sys.stderr,
+
+def serve(args: argparse.Namespace) -> int:
+    """Run the service until interrupted; the exit code."""
+    try:
+        from .server.app import create_app
+        from .server.auth import ENV_KEYS, ApiKeys, specs_from_env, specs_from_file
+        from .server.factory import configure
+        from .server.serving import StartupError, bind, run
+    except ImportError as exc:
+        return _fail(
+            f"serve needs the [server] extra ({exc.name or exc} is missing): "
+            "pip install 'budget-manager[server]'"
         )
-    from .server.factory import configure
+    import os
+
+    from .errors import BudgetManagerError, InvalidInputError
     from .stores.sql import redact_url
 
-    configure(args.store, args.api_key, args.max_body_bytes)
-    print(
-        f"budget-manager: serving {redact_url(args.store)} on http://{args.host}:{args.port} "
-        f"({len(keys.keys)} API key(s))",
-        file=sys.stderr,
-        flush=True,
-    )
-    uvicorn.run(
-        "budget_manager.server.factory:app_from_env",
-        factory=True,
-        host=args.host,
-        port=args.port,
-        workers=args.workers,
-        log_level=args.log_level,
-        access_log=False,
-        proxy_headers=False,
-    )
+    store = redact_url(args.store)
+    try:
+        specs = list(args.api_key)
+        if args.api_keys_file:
+            specs += specs_from_file(args.api_keys_file)
+        keys = ApiKeys.parse([*specs, *specs_from_env(os.environ.get(ENV_KEYS, ""))])
+    except InvalidInputError as exc:
+        return _fail(str(exc), USAGE_ERROR)
+    if not keys and args.host not in LOCAL_HOSTS:
+        return _fail(
+            f"refusing to serve on {args.host} without API keys: pass --api-key, "
+            f"--api-keys-file or set {ENV_KEYS} (without keys only 127.0.0.1 is allowed)",
+            USAGE_ERROR,
+        )
+    options = {
+        "max_body_bytes": args.max_body_bytes,
+        "body_timeout": args.body_timeout,
+        "max_models": args.max_models,
+        "idempotency_ttl": args.idempotency_ttl,
+        "max_projects": args.max_projects,
+    }
+    try:
+        app = create_app(store_url=args.store, api_keys=keys, **options)  # opens the store
+    except BudgetManagerError as exc:
+        text = " ".join(str(exc).split())
+        return _fail(text if store in text else f"cannot open the store {store}: {text}")
+    try:
+        sock = bind(args.host, args.port)
+    except StartupError as exc:
+        app.state.stores.close()
+        return _fail(str(exc))
+    if not keys:
+        print(
+            "budget-manager: WARNING: no API keys configured; the service is unauthenticated "
+            f"and bound to {args.host} only",
+            file=sys.stderr,
+        )
+    target: object = app
+    if args.workers > 1:  # each worker opens the store itself, from the parsed settings
+        app.state.stores.close()
+        configure(args.store, keys, **options)
+        target = "budget_manager.server.factory:app_from_env"
+    port = sock.getsockname()[1]
+
+    def announce() -> None:
+        print(
+            f"budget-manager: serving {store} on http://{args.host}:{port} "
+            f"({len(keys.keys)} API key(s))",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    with contextlib.suppress(KeyboardInterrupt):
+        run(
+            target,
+            sock,
+            workers=args.workers,
+            announce=announce,
+            header_timeout=args.header_timeout,
+            keep_alive_timeout=args.keep_alive_timeout,
+            max_connections=args.max_connections or None,
+            log_level=args.log_level,
+        )
     return 0
 
 
@@ -84,7 +226,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     if args.command == "serve":
         return serve(args)
-    return 2  # pragma: no cover - argparse requires a command
+    return USAGE_ERROR  # pragma: no cover - argparse requires a command
 
 
 if __name__ == "__main__":

@@ -34,7 +34,14 @@ class BudgetExceededError(BudgetManagerError):
 
 
 class InvalidInputError(BudgetManagerError, ValueError):
-    """An argument was rejected; nothing was changed."""
+    """An argument was rejected; nothing was changed. ``field`` names the argument, when known."""
+
+    def __init__(self, message: str, field: str | None = None) -> None:
+        super().__init__(message)
+        self.field = field
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.field))
 
 
 class InvalidBudgetError(InvalidInputError):
@@ -43,6 +50,10 @@ class InvalidBudgetError(InvalidInputError):
 
 class UnknownDurationError(InvalidInputError):
     """A budget duration is not one this library understands."""
+
+
+class TooManyModelsError(InvalidInputError):
+    """A charge names a model that would take a budget's per-model breakdown past its cap."""
 
 
 class MissingUsageError(InvalidInputError):

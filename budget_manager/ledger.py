@@ -24,6 +24,8 @@ The rules:
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import NamedTuple, Protocol
@@ -33,12 +35,13 @@ from .errors import (
     BudgetExceededError,
     IdempotencyConflictError,
     InvalidInputError,
+    TooManyModelsError,
     UnknownHoldError,
     UnknownUserError,
 )
 from .events import Alert
 from .money import ZERO
-from .records import HoldRecord, UserRecord
+from .records import MAX_MODELS, HoldRecord, UserRecord
 from .windows import Window
 
 #: Most levels in a hierarchy: a user and up to three ancestors.
@@ -105,6 +108,13 @@ class Outcome(NamedTuple):
 NO_CHANGES = None
 
 
+def request_fingerprint(user: str, model: str | None, amount: Decimal) -> str:
+    """What an idempotency key remembers of the charge it was used for: 32 hex digits, so the
+    same key sent with another request is told apart (and stores keep a fixed size per key)."""
+    text = json.dumps([user, model, str(amount)], ensure_ascii=False)
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
 # -- reads ---------------------------------------------------------------------------------------
 def held(state: LedgerState, user: str, now: float) -> Decimal:
     """What open, unexpired holds hold against ``user``'s budget at ``now``."""
@@ -135,9 +145,7 @@ def chain(read: Callable[[str], UserRecord | None], user: str) -> list[UserRecor
 def put(state: LedgerState, user: str, record: UserRecord) -> tuple[Outcome, Changes | None]:
     """Create or replace ``user``'s budget, refusing a missing parent, a cycle or a hierarchy
     deeper than :data:`MAX_LEVELS`."""
-    names.check(user, "user")
-    if record.parent is not None:
-        names.check(record.parent, "parent")
+    check_names(user, record)
     depth = 1
     name = record.parent
     while name is not None:
@@ -159,6 +167,13 @@ def put(state: LedgerState, user: str, record: UserRecord) -> tuple[Outcome, Cha
             "levels (a user and three ancestors) are allowed"
         )
     return Outcome(record), Changes(records={user: record})
+
+
+def check_names(user: str, record: UserRecord) -> None:
+    """InvalidInputError unless the user's and its parent's names follow the one rule."""
+    names.check(user, "user")
+    if record.parent is not None:
+        names.check(record.parent, "parent")
 
 
 def check_forest(records: dict[str, UserRecord]) -> None:
@@ -246,13 +261,14 @@ def charge(
     limit_check: bool = False,
     key: str | None = None,
     thresholds: Sequence[Decimal] = (),
+    max_models: int = MAX_MODELS,
 ) -> tuple[Outcome, Changes | None]:
     """Add ``amount`` to the spend of every level (and to ``model``'s share), in each level's
     window. With ``limit_check``, refuse (BudgetExceededError) unless it fits at every level."""
     user = levels[0][0]
     fingerprint = ""
     if key is not None:
-        fingerprint = f"charge\0{user}\0{model}\0{amount}"
+        fingerprint = request_fingerprint(user, model, amount)
         replay = _replay(state, key, fingerprint, user)
         if replay is not None:
             return replay, NO_CHANGES
@@ -263,7 +279,7 @@ def charge(
     changed: dict[str, UserRecord | None] = {}
     alerts: list[Alert] = []
     for record, (name, _) in zip(records, levels, strict=True):
-        _spend(record, model, amount)
+        _spend(record, model, amount, max_models)
         if thresholds:
             _crossings(name, record, thresholds, alerts)
         changed[name] = record
@@ -320,6 +336,7 @@ def settle(
     model: str | None,
     thresholds: Sequence[Decimal] = (),
     known: HoldRecord | None = None,
+    max_models: int = MAX_MODELS,
 ) -> tuple[Outcome, Changes | None]:
     """Record the actual ``amount`` of a hold and free it. It counts at each level whose budget is
     still in the period the hold was taken in. ``known`` stands in for a hold the store no longer
@@ -338,7 +355,7 @@ def settle(
             continue
         if _in_period(current, start):
             record = current.copy()
-            _spend(record, model or taken.model, amount)
+            _spend(record, model or taken.model, amount, max_models)
             _crossings(name, record, thresholds, alerts)
             changes.records[name] = record
             current = record
@@ -431,12 +448,24 @@ def _check_fits(
         )
 
 
-def _spend(record: UserRecord, model: str | None, amount: Decimal) -> None:
+def _spend(record: UserRecord, model: str | None, amount: Decimal, max_models: int) -> None:
+    """Add ``amount`` to the spend and to ``model``'s share; a model new to the breakdown must
+    be a valid name and keep the breakdown within ``max_models`` (TooManyModelsError)."""
+    if model is None:
+        record.current_cost = money.add(record.current_cost, amount)
+        return
+    breakdown = record.model_cost if record.model_cost is not None else {}
+    if model not in breakdown:
+        names.check_model(model)
+        if len(breakdown) >= max_models:
+            raise TooManyModelsError(
+                f"model {names.shown(model)} would be distinct model number "
+                f"{len(breakdown) + 1} of this budget's period; the cap is {max_models}",
+                field="model",
+            )
     record.current_cost = money.add(record.current_cost, amount)
-    if model is not None:
-        breakdown = record.model_cost if record.model_cost is not None else {}
-        breakdown[model] = money.add(breakdown.get(model, ZERO), amount)
-        record.model_cost = breakdown
+    breakdown[model] = money.add(breakdown.get(model, ZERO), amount)
+    record.model_cost = breakdown
 
 
 def _crossings(

@@ -48,6 +48,12 @@ def parse_money(text: str, what: str = "amount") -> Decimal:
     return to_money(amount, what)
 
 
+def to_text(amount: Decimal) -> str:
+    """An amount as a plain decimal string, without exponent (``Decimal("1.5E-7")`` is
+    ``"0.00000015"``): the form a budget service's decimal strings take."""
+    return format(amount.copy_abs() if amount.is_zero() else amount, "f")
+
+
 def to_float(amount: Decimal | float | int) -> float:
     """The float a caller sees for an exact amount."""
     return float(amount)

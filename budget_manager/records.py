@@ -20,9 +20,13 @@ from decimal import Decimal
 from typing import Any
 
 from . import money, names, periods
-from .errors import CorruptStoreError, InvalidInputError
+from .errors import CorruptStoreError, InvalidInputError, TooManyModelsError
 from .money import ZERO
 from .periods import Period
+
+#: Distinct models a budget's per-model breakdown may hold in one period, unless a store is
+#: configured otherwise: it bounds the size of every record.
+MAX_MODELS = 100
 
 _OWN_KEYS = frozenset(
     ("total_budget", "current_cost", "model_cost", "duration", "created_at", "last_updated_at")
@@ -208,14 +212,34 @@ def roll(record: UserRecord, now: float) -> bool:
     return True
 
 
-def charge(record: UserRecord, model: str | None, amount: Decimal, now: float) -> None:
-    """Add ``amount`` to the record's spend (after rolling its period) and to ``model``'s share."""
+def charge(
+    record: UserRecord,
+    model: str | None,
+    amount: Decimal,
+    now: float,
+    max_models: int = MAX_MODELS,
+) -> None:
+    """Add ``amount`` to the record's spend (after rolling its period) and to ``model``'s share.
+
+    A model new to the breakdown must be an acceptable model name, and the breakdown may hold
+    at most ``max_models`` models: InvalidInputError otherwise, with the record unchanged.
+    """
     roll(record, now)
+    if model is None:
+        record.current_cost = money.add(record.current_cost, amount)
+        return
+    breakdown = record.model_cost if record.model_cost is not None else {}
+    if model not in breakdown:
+        names.check_model(model)
+        if len(breakdown) >= max_models:
+            raise TooManyModelsError(
+                f"model {names.shown(model)} would be distinct model number "
+                f"{len(breakdown) + 1} of this budget's period; the cap is {max_models}",
+                field="model",
+            )
     record.current_cost = money.add(record.current_cost, amount)
-    if model is not None:
-        breakdown = record.model_cost if record.model_cost is not None else {}
-        breakdown[model] = money.add(breakdown.get(model, ZERO), amount)
-        record.model_cost = breakdown
+    breakdown[model] = money.add(breakdown.get(model, ZERO), amount)
+    record.model_cost = breakdown
 
 
 def reset(record: UserRecord) -> None:
@@ -344,6 +368,13 @@ def from_json(user: str, data: Any) -> UserRecord:
         extra = None
     else:
         extra = {k: v for k, v in data.items() if k not in _OWN_KEYS} or None
+        if extra:
+            unrepresentable = _non_finite(extra)
+            if unrepresentable is not None:
+                raise CorruptStoreError(
+                    f"budget record of user {user!r} is invalid: {unrepresentable} is a number "
+                    "JSON cannot carry (NaN or infinite)"
+                )
     duration = data.get("duration")
     if period is not None:
         if created is None:
@@ -380,6 +411,25 @@ def _choice(value: Any, what: str) -> str | None:
     if value is None or value in allowed:
         return value  # type: ignore[no-any-return]
     raise InvalidInputError(f"{what} must be one of {allowed}, got {value!r}")
+
+
+def _non_finite(value: Any, where: str = "") -> str | None:
+    """Where in ``value`` a NaN or infinite number is, or None."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return where or "value"
+    if isinstance(value, Decimal) and not value.is_finite():
+        return where or "value"
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _non_finite(item, f"{where}.{key}" if where else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            found = _non_finite(item, f"{where}[{index}]")
+            if found is not None:
+                return found
+    return None
 
 
 def _model_costs(value: Any) -> dict[str, Decimal] | None:

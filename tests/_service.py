@@ -43,13 +43,22 @@ def wait_healthy(url: str, timeout: float = 30.0) -> None:
 
 
 class ThreadServer:
-    """``create_app(...)`` served by uvicorn in a thread of this process."""
+    """``create_app(...)`` served by uvicorn in a thread of this process, with the settings
+    ``budget-manager serve`` uses (``serve_options`` go to its ServiceConfig)."""
 
-    def __init__(self, port: int | None = None, wrap: Any = None, **app_options: Any) -> None:
+    def __init__(
+        self,
+        port: int | None = None,
+        wrap: Any = None,
+        serve_options: dict[str, Any] | None = None,
+        **app_options: Any,
+    ) -> None:
         self.wrap = wrap  # optional ASGI middleware class put around the app
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.app_options = app_options
+        self.serve_options = serve_options or {}
+        self.app: Any = None
         self.server: Any = None
         self.thread: threading.Thread | None = None
 
@@ -57,13 +66,13 @@ class ThreadServer:
         import uvicorn
 
         from budget_manager.server import create_app
+        from budget_manager.server.serving import ServiceConfig
 
         app: Any = create_app(**self.app_options)
+        self.app = app
         if self.wrap is not None:
             app = self.wrap(app)
-        config = uvicorn.Config(
-            app, host="127.0.0.1", port=self.port, log_level="warning", access_log=False
-        )
+        config = ServiceConfig(app, host="127.0.0.1", port=self.port, **self.serve_options)
         self.server = uvicorn.Server(config)
         self.thread = threading.Thread(target=self.server.run, daemon=True)
         self.thread.start()
@@ -81,21 +90,29 @@ class ProcessServer:
     """``budget-manager serve`` in a child process (so it can be killed with SIGKILL)."""
 
     def __init__(
-        self, store: str, keys: tuple[str, ...] = (), port: int | None = None, workers: int = 1
+        self,
+        store: str,
+        keys: tuple[str, ...] = (),
+        port: int | None = None,
+        workers: int = 1,
+        args: tuple[str, ...] = (),
+        env: dict[str, str] | None = None,
     ) -> None:
         self.store = store
         self.workers = workers
         self.keys = keys
+        self.args = args  # more options of budget-manager serve
+        self.env = env or {}  # more environment (BUDGET_MANAGER_API_KEYS is empty unless set)
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> ProcessServer:
         command = [sys.executable, "-m", "budget_manager.cli", "serve", "--store", self.store]
-        command += ["--port", str(self.port), "--workers", str(self.workers)]
+        command += ["--port", str(self.port), "--workers", str(self.workers), *self.args]
         for key in self.keys:
             command += ["--api-key", key]
-        env = dict(os.environ, BUDGET_MANAGER_API_KEYS="")
+        env = {**os.environ, "BUDGET_MANAGER_API_KEYS": "", **self.env}
         self.proc = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
         wait_healthy(self.url)
         return self
@@ -154,6 +171,17 @@ def pg_database() -> Iterator[str]:
         _close_pools()
         with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
             conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@contextmanager
+def database(kind: str, folder: Path) -> Iterator[str]:
+    """A fresh database's URL: ``kind`` is ``"sqlite"`` (a file in ``folder``) or
+    ``"postgresql"`` (a throwaway database)."""
+    if kind == "sqlite":
+        yield f"sqlite:///{folder}/budgets.db"
+    else:
+        with pg_database() as url:
+            yield url
 
 
 def _close_pools() -> None:

@@ -375,11 +375,14 @@ def test_sigkill_and_restart_mid_load_keeps_totals_exact(db_url: str) -> None:
 def test_keys_from_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
     from budget_manager.server import ApiKeys
 
-    monkeypatch.setenv("BUDGET_MANAGER_API_KEYS", "k1, k2=a|b ,")
+    monkeypatch.setenv("BUDGET_MANAGER_API_KEYS", "k1\n k2=a|b \n\n# a comment\nk4=c,d")
     keys = ApiKeys.from_env(["k3"])
     assert keys.lookup("k1") == (True, None) and keys.lookup("k3") == (True, None)
     assert keys.lookup("k2") == (True, frozenset({"a", "b"}))
+    assert keys.lookup("k4") == (True, frozenset({"c", "d"}))
     assert keys.lookup("nope")[0] is False
+    monkeypatch.setenv("BUDGET_MANAGER_API_KEYS", "k1, k2 ,")  # one line of plain keys
+    assert set(ApiKeys.from_env().keys) == {"k1", "k2"}
 
 
 def test_the_core_and_its_stores_import_without_the_extras(tmp_path: Path) -> None:

@@ -7,7 +7,6 @@ import functools
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from json import dumps
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Request
@@ -16,17 +15,18 @@ from fastapi.security import HTTPBearer
 
 from .. import __version__, periods, records
 from ..errors import CorruptStoreError, InvalidInputError, UnknownUserError
-from ..records import UserRecord, to_json
+from ..records import MAX_MODELS, UserRecord
 from ..stores import BudgetStore
-from . import errors
+from ..stores.sql import IDEMPOTENCY_TTL
+from . import errors, paths
+from .answers import user_body, user_dict_body
 from .auth import ApiKeys, AuthMiddleware, allowed
 from .errors import ERROR_RESPONSES, FieldError, ForbiddenProjectError
 from .fastlane import CostFastLane
-from .limits import DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
-from .projects import Stores
+from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
+from .projects import DEFAULT_MAX_PROJECTS, Stores
 from .schemas import (
     MAX_DEPTH,
-    MAX_NAME,
     BudgetDataOut,
     BudgetIn,
     CapabilitiesOut,
@@ -35,6 +35,7 @@ from .schemas import (
     ErrorBody,
     GetBudgetRequest,
     HealthOut,
+    Name,
     SetBudgetRequest,
     StatusOut,
     UserOut,
@@ -54,17 +55,18 @@ OPERATIONS = [
     "within_budget",
     "idempotency_key",
 ]
-ProjectName = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
-UserName = Annotated[str, Path(min_length=1, max_length=MAX_NAME)]
+_NAME_HELP = "percent-encoded in the path; any name without control characters"
+ProjectName = Annotated[Name, Path(description=f"the project, {_NAME_HELP}")]
+UserName = Annotated[Name, Path(description=f"the user, {_NAME_HELP}")]
 _bearer = HTTPBearer(auto_error=False, description="an API key, when the service has keys")
 
 
-def _json(text: str, status: int = 200) -> Response:
-    return Response(content=text, status_code=status, media_type="application/json")
+def _json(body: str | bytes) -> Response:
+    return Response(content=body, media_type="application/json")
 
 
 def _user_json(user: str, record: UserRecord) -> Response:
-    return _json(f'{{"status": "success", "user": {dumps(user)}, "data": {to_json(record)}}}')
+    return _json(user_body(user, record))
 
 
 def create_app(
@@ -72,11 +74,20 @@ def create_app(
     api_keys: ApiKeys | Iterable[str] | None = None,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     clock: Callable[[], float] = time.time,
+    *,
+    body_timeout: float = DEFAULT_BODY_TIMEOUT,
+    max_models: int = MAX_MODELS,
+    idempotency_ttl: float = IDEMPOTENCY_TTL,
+    max_projects: int = DEFAULT_MAX_PROJECTS,
 ) -> FastAPI:
-    """The service over the database ``store_url``.
+    """The service over the database ``store_url``, which is opened (and its schema created)
+    now: StoreError if it cannot be.
 
-    ``api_keys``: an :class:`ApiKeys`, or key specs (``"key"`` or ``"key=projA|projB"``); None
+    ``api_keys``: an :class:`ApiKeys`, or key specs (``"key"`` or ``"key=projA,projB"``); None
     reads ``BUDGET_MANAGER_API_KEYS``. With no keys at all, every request is allowed.
+    ``body_timeout``: seconds a request body may take to arrive (408 after). ``max_models``:
+    distinct models a budget may record per period. ``idempotency_ttl``: seconds a charge's
+    idempotency key is remembered. ``max_projects``: project stores kept between requests.
     """
     if isinstance(api_keys, ApiKeys):
         keys = api_keys
@@ -84,7 +95,12 @@ def create_app(
         keys = ApiKeys.from_env()
     else:
         keys = ApiKeys.parse(api_keys)
-    stores = Stores(store_url)
+    stores = Stores(
+        store_url,
+        max_projects=max_projects,
+        max_models=max_models,
+        idempotency_ttl=idempotency_ttl,
+    )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -110,8 +126,9 @@ def create_app(
         return record
 
     app.add_middleware(CostFastLane, stores=stores, clock=clock, view=view)
-    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes)
-    app.add_middleware(AuthMiddleware, keys=keys)  # outermost: nothing runs before it
+    app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes, timeout=body_timeout)
+    app.add_middleware(AuthMiddleware, keys=keys)  # nothing of the app's runs before it
+    app.add_middleware(paths.RawPathMiddleware)  # outermost: every part routes on the raw path
 
     def project_store(request: Request, project: str) -> BudgetStore:
         if not allowed(request.scope, project):
@@ -123,7 +140,7 @@ def create_app(
     @app.get("/health", response_model=HealthOut, tags=["service"])
     def health() -> Response:
         """Whether the service and its database answer (no key needed)."""
-        stores.get("-health-").users()
+        stores.check()
         return _json('{"status": "ok"}')
 
     @secured.get("/v1/capabilities", response_model=CapabilitiesOut, tags=["service"])
@@ -154,8 +171,7 @@ def create_app(
                     message=f"no budgets stored for project {body.project_name!r}"
                 ).model_dump_json()
             )
-        data = ", ".join(f"{dumps(u)}: {to_json(view(r))}" for u, r in found.items())
-        return _json(f'{{"status": "success", "data": {{{data}}}}}')
+        return _json(user_dict_body({u: view(r) for u, r in found.items()}))
 
     @secured.post("/set_budget", response_model=StatusOut, tags=["litellm"])
     def set_budget(body: SetBudgetRequest, request: Request) -> StatusOut:
@@ -172,13 +188,18 @@ def create_app(
                 view(record)  # its period boundaries must be computable
             except (CorruptStoreError, InvalidInputError, OverflowError, ValueError) as exc:
                 raise FieldError(field, str(exc)) from None
+            if record.model_cost and len(record.model_cost) > max_models:
+                raise FieldError(
+                    f"{field}.model_cost",
+                    f"has {len(record.model_cost)} models; a budget may record at most "
+                    f"{max_models} per period",
+                )
             parsed[user] = record
         store.replace_all(parsed)
         return StatusOut()
 
     # -- atomic per-user operations --------------------------------------------------------------
-    users_path = "/v1/projects/{project}/users"
-    user_path = users_path + "/{user}"
+    users_path, user_path = paths.USERS, paths.USER
 
     @secured.get(users_path, response_model=UsersOut, tags=["atomic"])
     def list_users(project: ProjectName, request: Request) -> UsersOut:

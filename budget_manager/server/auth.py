@@ -1,14 +1,23 @@
-"""API keys: who may call the service, and for which projects."""
+"""API keys: who may call the service, and for which projects.
+
+One spec names one key: ``KEY`` (every project) or ``KEY=project1,project2`` (only those; ``|``
+separates projects too). Specs come from ``--api-key`` (one per option), a keys file (one per
+line, ``#`` comments) or ``BUDGET_MANAGER_API_KEYS`` (one per line); each is parsed once, and
+nothing ever joins specs together to split them again.
+"""
 
 from __future__ import annotations
 
 import hmac
+import json
 import os
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from .. import names
 from ..errors import InvalidInputError
 from .errors import error
 
@@ -16,6 +25,78 @@ ENV_KEYS = "BUDGET_MANAGER_API_KEYS"
 #: Paths anyone may call, keys or not.
 OPEN_PATHS = frozenset({"/health"})
 ALL_PROJECTS = None
+SPEC_FORMAT = "KEY or KEY=project1,project2"
+# Printable ASCII without space, and without the characters that separate parts of a spec.
+_KEY = re.compile(r"[!-~]+")
+_KEY_FORBIDDEN = frozenset("=,|")
+_PROJECT_SEPARATOR = re.compile(r"[,|]")
+
+
+def _masked(key: str) -> str:
+    return f"{key[:4]}..." if len(key) > 8 else "..."
+
+
+def parse_spec(spec: str) -> tuple[str, frozenset[str] | None]:
+    """``(key, projects)`` from one spec: ``KEY`` (every project) or ``KEY=project1,project2``
+    (``|`` separates projects too). InvalidInputError, naming the problem, for anything else."""
+    if not isinstance(spec, str):
+        raise InvalidInputError(f"an API key spec must be a string, got {type(spec).__name__}")
+    text = spec.strip()
+    if text.count("=") > 1:
+        raise InvalidInputError(
+            f"API key spec {_masked(text)} has more than one '=': neither keys nor the project "
+            f"names in a spec may contain '=' (the format is {SPEC_FORMAT})"
+        )
+    key, sep, listed = text.partition("=")
+    key = key.strip()
+    if not key:
+        raise InvalidInputError(f"API key spec has an empty key (the format is {SPEC_FORMAT})")
+    if not _KEY.fullmatch(key) or _KEY_FORBIDDEN.intersection(key):
+        raise InvalidInputError(
+            f"API key {_masked(key)} must be printable ASCII without spaces, ',', '|' or '=' "
+            f"(the format is {SPEC_FORMAT}; give each key its own spec)"
+        )
+    if not sep:
+        return key, ALL_PROJECTS
+    projects = []
+    for part in _PROJECT_SEPARATOR.split(listed):
+        project = part.strip()
+        if not project:
+            raise InvalidInputError(
+                f"API key spec for {_masked(key)} names an empty project (the format is "
+                f"{SPEC_FORMAT})"
+            )
+        projects.append(names.check(project, "project"))
+    return key, frozenset(projects)
+
+
+def specs_from_text(text: str) -> list[str]:
+    """The specs in a keys file: one per line; blank lines and lines starting with ``#`` are
+    skipped."""
+    return [
+        line.strip()
+        for line in text.splitlines()
+        if line.strip() and not line.strip().startswith("#")
+    ]
+
+
+def specs_from_file(path: str | os.PathLike[str]) -> list[str]:
+    """The specs of a keys file (see :func:`specs_from_text`); InvalidInputError naming the
+    file when it cannot be read."""
+    try:
+        with open(path, encoding="utf-8") as file:
+            return specs_from_text(file.read())
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"cannot read API keys file {os.fspath(path)!r}: {exc}") from exc
+
+
+def specs_from_env(value: str) -> list[str]:
+    """The specs in ``BUDGET_MANAGER_API_KEYS``: one per line, as in a keys file. A value of
+    one line without ``=`` may also list plain keys separated by commas."""
+    specs = specs_from_text(value)
+    if len(specs) == 1 and "=" not in specs[0]:
+        return [key.strip() for key in specs[0].split(",") if key.strip()]
+    return specs
 
 
 @dataclass(frozen=True)
@@ -26,30 +107,35 @@ class ApiKeys:
 
     @classmethod
     def parse(cls, specs: Iterable[str]) -> ApiKeys:
-        """Keys from ``key`` or ``key=projA|projB`` strings (the latter limited to those projects)."""
+        """Keys from specs (see :func:`parse_spec`), each parsed once; InvalidInputError for a
+        spec that cannot be parsed or a key given twice with different projects."""
+        if isinstance(specs, str):
+            raise InvalidInputError("API key specs must be a list of specs, not one string")
         keys: dict[str, frozenset[str] | None] = {}
         for spec in specs:
-            spec = spec.strip()
-            if not spec:
-                continue
-            key, sep, projects = spec.partition("=")
-            key = key.strip()
-            if not key:
-                raise InvalidInputError(f"API key spec {spec!r} has an empty key")
-            if sep:
-                names = frozenset(p.strip() for p in projects.split("|") if p.strip())
-                if not names:
-                    raise InvalidInputError(f"API key spec for {key[:4]}... names no project")
-                keys[key] = names
-            else:
-                keys[key] = ALL_PROJECTS
+            key, projects = parse_spec(spec)
+            if key in keys and keys[key] != projects:
+                raise InvalidInputError(
+                    f"API key {_masked(key)} is given twice, for different projects"
+                )
+            keys[key] = projects
         return cls(keys)
 
     @classmethod
     def from_env(cls, extra: Iterable[str] = ()) -> ApiKeys:
-        """Keys from ``extra`` plus the comma-separated ``BUDGET_MANAGER_API_KEYS``."""
-        specs = list(extra) + os.environ.get(ENV_KEYS, "").split(",")
-        return cls.parse(specs)
+        """Keys from ``extra`` plus ``BUDGET_MANAGER_API_KEYS`` (see :func:`specs_from_env`)."""
+        return cls.parse([*extra, *specs_from_env(os.environ.get(ENV_KEYS, ""))])
+
+    def to_json(self) -> str:
+        """The keys as JSON, for passing to worker processes without re-parsing."""
+        return json.dumps(
+            {k: None if p is None else sorted(p) for k, p in self.keys.items()}, ensure_ascii=True
+        )
+
+    @classmethod
+    def from_json(cls, text: str) -> ApiKeys:
+        data = json.loads(text)
+        return cls({k: None if p is None else frozenset(p) for k, p in data.items()})
 
     def __bool__(self) -> bool:
         return bool(self.keys)

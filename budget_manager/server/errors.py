@@ -1,4 +1,9 @@
-"""One JSON error shape (:class:`~.schemas.ErrorBody`) for every failure the service reports."""
+"""One JSON error shape (:class:`~.schemas.ErrorBody`) for every failure the service reports,
+and one mapping from exceptions to those answers (:func:`answer_for`), used by the app's
+exception handlers and the fast lane alike.
+
+Answers never carry a database URL or a driver's message: those go to the service's log.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from starlette.exceptions import HTTPException
 
 from ..errors import (
     BudgetExceededError,
+    BudgetManagerError,
     InvalidInputError,
     StoreError,
     StoreUnavailableError,
@@ -49,9 +55,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (401, "Missing or invalid API key"),
         (403, "The API key may not use this project"),
         (404, "No such user or route"),
+        (408, "The request headers or body did not arrive in time"),
         (409, "Budget would be exceeded, or an idempotency key was reused"),
         (413, "Request body too large"),
         (422, "Invalid input; `field` names it"),
+        (500, "The database failed (details in the service's log)"),
         (503, "The database cannot be reached"),
     )
 }
@@ -79,6 +87,32 @@ def _methods(app: FastAPI, path: str) -> list[str]:
     return sorted(methods)
 
 
+def answer_for(exc: BaseException) -> JSONResponse:
+    """The answer to a request that raised ``exc``."""
+    if isinstance(exc, FieldError):
+        return error(exc.status, f"{exc.field}: {exc.message}", exc.field)
+    if isinstance(exc, ForbiddenProjectError):
+        return error(403, str(exc), "project")
+    if isinstance(exc, UnknownUserError):
+        return error(404, exc.message, "user")
+    if isinstance(exc, BudgetExceededError):
+        return error(409, exc.message, "cost")
+    if isinstance(exc, IdempotencyConflictError):
+        return error(409, str(exc), "idempotency_key")
+    if isinstance(exc, InvalidInputError):
+        return error(422, str(exc), exc.field or "body")
+    if isinstance(exc, RecursionError):
+        return error(422, "body is nested too deeply", "body")
+    if isinstance(exc, StoreUnavailableError):
+        logger.error("budget store unavailable: %s", exc)
+        return error(503, "the budget store is unavailable; try again later")
+    if isinstance(exc, StoreError):
+        logger.error("budget store error: %s", exc)
+        return error(500, "the budget store failed; the service's log has the details")
+    logger.error("unexpected error", exc_info=exc)
+    return error(500, "internal error; the service's log has the details")
+
+
 def install(app: FastAPI) -> None:
     """Register the handlers that turn every exception into an :class:`ErrorBody`."""
 
@@ -101,36 +135,8 @@ def install(app: FastAPI) -> None:
             headers["Allow"] = ", ".join(_methods(request.app, request.url.path))
         return error(exc.status_code, str(exc.detail), field, **headers)
 
-    @app.exception_handler(FieldError)
-    async def field_error(_: Request, exc: FieldError) -> JSONResponse:
-        return error(exc.status, f"{exc.field}: {exc.message}", exc.field)
+    async def handle(_: Request, exc: Exception) -> JSONResponse:
+        return answer_for(exc)
 
-    @app.exception_handler(ForbiddenProjectError)
-    async def forbidden(_: Request, exc: ForbiddenProjectError) -> JSONResponse:
-        return error(403, str(exc), "project")
-
-    @app.exception_handler(UnknownUserError)
-    async def unknown_user(_: Request, exc: UnknownUserError) -> JSONResponse:
-        return error(404, exc.message, "user")
-
-    @app.exception_handler(BudgetExceededError)
-    async def exceeded(_: Request, exc: BudgetExceededError) -> JSONResponse:
-        return error(409, exc.message, "cost")
-
-    @app.exception_handler(IdempotencyConflictError)
-    async def conflict(_: Request, exc: IdempotencyConflictError) -> JSONResponse:
-        return error(409, str(exc), "idempotency_key")
-
-    @app.exception_handler(InvalidInputError)
-    async def invalid_input(_: Request, exc: InvalidInputError) -> JSONResponse:
-        return error(422, str(exc), "body")
-
-    @app.exception_handler(StoreError)
-    async def store_down(_: Request, exc: StoreError) -> JSONResponse:
-        logger.error("store error: %s", exc)
-        kind = "unavailable" if isinstance(exc, StoreUnavailableError) else "error"
-        return error(503, f"budget store {kind}: {exc}")
-
-    @app.exception_handler(RecursionError)
-    async def too_deep(_: Request, exc: RecursionError) -> JSONResponse:
-        return error(422, "body is nested too deeply", "body")
+    for kind in (FieldError, ForbiddenProjectError, BudgetManagerError, RecursionError, Exception):
+        app.add_exception_handler(kind, handle)

@@ -1,31 +1,34 @@
-"""The app as uvicorn's worker processes build it, from settings the CLI puts in the environment."""
+"""The app as uvicorn's worker processes build it, from the settings the CLI parsed.
+
+The settings travel as JSON in a private environment variable, keys included, so nothing is
+joined into a string and split again on the way.
+"""
 
 from __future__ import annotations
 
+import json
 import os
-from collections.abc import Sequence
+from typing import Any
 
 from fastapi import FastAPI
 
 from .app import create_app
-from .auth import ENV_KEYS
+from .auth import ApiKeys
 
-ENV_STORE = "BUDGET_MANAGER_STORE"
-ENV_MAX_BODY = "BUDGET_MANAGER_MAX_BODY_BYTES"
+ENV_SETTINGS = "_BUDGET_MANAGER_SERVICE"
 
 
-def configure(store_url: str, api_keys: Sequence[str], max_body_bytes: int) -> None:
-    """Pass the CLI's settings to ``app_from_env`` (which may run in other processes)."""
-    os.environ[ENV_STORE] = store_url
-    specs = [*api_keys, *os.environ.get(ENV_KEYS, "").split(",")]
-    os.environ[ENV_KEYS] = ",".join(s for s in specs if s.strip())
-    os.environ[ENV_MAX_BODY] = str(max_body_bytes)
+def configure(store_url: str, api_keys: ApiKeys, **options: Any) -> None:
+    """Keep ``create_app``'s arguments for ``app_from_env`` (which may run in other processes)."""
+    settings = {"store_url": store_url, "api_keys": api_keys.to_json(), **options}
+    os.environ[ENV_SETTINGS] = json.dumps(settings)
 
 
 def app_from_env() -> FastAPI:
-    """``create_app`` with the settings ``configure`` stored."""
-    return create_app(
-        store_url=os.environ.get(ENV_STORE, "sqlite:///budgets.db"),
-        api_keys=None,
-        max_body_bytes=int(os.environ.get(ENV_MAX_BODY, str(1 << 20))),
-    )
+    """``create_app`` with the settings ``configure`` kept (its defaults without any)."""
+    text = os.environ.get(ENV_SETTINGS)
+    if not text:
+        return create_app()
+    settings = json.loads(text)
+    keys = ApiKeys.from_json(settings.pop("api_keys"))
+    return create_app(api_keys=keys, **settings)

@@ -1,30 +1,31 @@
 """The hot path, ``POST /v1/projects/{project}/users/{user}/cost``, without FastAPI's routing and
 dependency machinery (which costs more CPU per request than the database transaction).
 
-It validates with the same model as the documented route and calls the same store operation.
-Anything it does not accept as it stands (another route, a bad body, a project the key may not
-use, an error from the store) is handed, unchanged and with nothing written, to the app, which
-answers it the documented way.
+It reads names as the routes do (:mod:`.paths`), validates with the same model as the documented
+route and calls the same store operation. A request it does not accept as it stands (a bad name
+or body, a project the key may not use) is handed, unchanged, to the app, which answers it the
+documented way; that happens only before the store is called. Once the store has been called,
+the fast lane answers itself, errors included (:func:`.errors.answer_for`), so a charge is never
+run twice.
 """
 
 from __future__ import annotations
 
 import functools
-import re
 from collections.abc import Callable
-from json import dumps
 
 from pydantic import ValidationError
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from ..errors import BudgetManagerError
-from ..records import UserRecord, to_json
+from .. import names
+from ..records import UserRecord
+from .answers import user_body
 from .auth import allowed
+from .errors import answer_for
 from .limits import replay
+from .paths import cost_target
 from .projects import Stores
-from .schemas import MAX_NAME, CostIn
-
-_COST_PATH = re.compile(r"^/v1/projects/([^/]+)/users/([^/]+)/cost$")
+from .schemas import CostIn
 
 
 class CostFastLane:
@@ -43,34 +44,20 @@ class CostFastLane:
         self.view = view
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        match = (
-            _COST_PATH.match(scope["path"])
-            if scope["type"] == "http" and scope["method"] == "POST"
-            else None
-        )
-        if match is None:
+        target = cost_target(scope)
+        if target is None:
             await self.app(scope, receive, send)
             return
         body = await _body(receive)
-        answer = await self._serve(scope, match.group(1), match.group(2), body)
-        if answer is None:
+        cost = self._accept(scope, target[0], target[1], body)
+        if cost is None:
             await self.app(scope, replay(body, receive), send)
             return
-        await send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"application/json"),
-                    (b"content-length", str(len(answer)).encode()),
-                ],
-            }
-        )
-        await send({"type": "http.response.body", "body": answer})
+        await self._charge(target[0], target[1], cost, scope, receive, send)
 
-    async def _serve(self, scope: Scope, project: str, user: str, body: bytes) -> bytes | None:
-        """The answer, or None to hand the request to the app."""
-        if len(project) > MAX_NAME or len(user) > MAX_NAME or not allowed(scope, project):
+    def _accept(self, scope: Scope, project: str, user: str, body: bytes) -> CostIn | None:
+        """The cost to add, or None to hand the request to the app."""
+        if names.problem(project) or names.problem(user) or not allowed(scope, project):
             return None
         for name, value in scope["headers"]:
             if name == b"content-type" and value.split(b";")[0].strip().lower() != (
@@ -78,9 +65,13 @@ class CostFastLane:
             ):
                 return None
         try:
-            cost = CostIn.model_validate_json(body)
+            return CostIn.model_validate_json(body)
         except ValidationError:
             return None
+
+    async def _charge(
+        self, project: str, user: str, cost: CostIn, scope: Scope, receive: Receive, send: Send
+    ) -> None:
         try:
             store = self.stores.get(project)
             record = await self.stores.run(
@@ -94,12 +85,21 @@ class CostFastLane:
                     idempotency_key=cost.idempotency_key,
                 )
             )
-        except BudgetManagerError:  # nothing was written: the app reports it
-            return None
-        text = (
-            f'{{"status": "success", "user": {dumps(user)}, "data": {to_json(self.view(record))}}}'
+            answer = user_body(user, self.view(record))
+        except Exception as exc:  # the store was called: answer here, never run it again
+            await answer_for(exc)(scope, receive, send)
+            return
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [
+                    (b"content-type", b"application/json"),
+                    (b"content-length", str(len(answer)).encode()),
+                ],
+            }
         )
-        return text.encode()
+        await send({"type": "http.response.body", "body": answer})
 
 
 async def _body(receive: Receive) -> bytes:

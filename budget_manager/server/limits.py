@@ -1,20 +1,31 @@
-"""A cap on request body size, enforced before the body is parsed."""
+"""Caps on request bodies, enforced before anything reads them: their size, and the time they
+may take to arrive."""
 
 from __future__ import annotations
 
+import anyio
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from .errors import error
 
 DEFAULT_MAX_BODY_BYTES = 1 << 20
+#: Seconds a request body may take to arrive, once its headers have.
+DEFAULT_BODY_TIMEOUT = 30.0
 
 
 class BodyLimitMiddleware:
-    """Answers 413 to a request whose body exceeds ``max_bytes``; the app never sees it."""
+    """Reads each request's body whole before the app runs: 413 when it exceeds ``max_bytes``,
+    408 when it has not arrived within ``timeout`` seconds; the app never sees either."""
 
-    def __init__(self, app: ASGIApp, max_bytes: int = DEFAULT_MAX_BODY_BYTES) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        max_bytes: int = DEFAULT_MAX_BODY_BYTES,
+        timeout: float = DEFAULT_BODY_TIMEOUT,
+    ) -> None:
         self.app = app
         self.max_bytes = max_bytes
+        self.timeout = timeout
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -32,8 +43,20 @@ class BodyLimitMiddleware:
         chunks: list[bytes] = []
         size = 0
         more = True
+        deadline = anyio.current_time() + self.timeout
         while more:
-            message = await receive()
+            try:
+                with anyio.fail_after(max(0.0, deadline - anyio.current_time())):
+                    message = await receive()
+            except TimeoutError:
+                late = error(
+                    408,
+                    f"the request body did not arrive within {self.timeout:g} seconds",
+                    "body",
+                    connection="close",
+                )
+                await late(scope, receive, send)
+                return
             if message["type"] == "http.disconnect":
                 return
             chunk = message.get("body", b"")

@@ -1,46 +1,88 @@
-"""The service's stores: one per project, all on one database, opened on first use."""
+"""The service's stores: one per project, all on one database.
+
+The database is opened once, when the service starts. A project's store is a light handle on it,
+made on first use and kept in a cache of the most recently used projects, so the memory the
+service holds does not grow with the number of distinct project names it has seen.
+"""
 
 from __future__ import annotations
 
 import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import anyio
 
 from ..errors import InvalidInputError
-from ..stores import BudgetStore, store_from_url
+from ..stores import store_from_url
 from ..stores.sql import SqlStore
 from ..stores.sqlite import SqliteDatabase
 
 T = TypeVar("T")
+#: Projects whose stores are kept between requests (least recently used ones are dropped).
+DEFAULT_MAX_PROJECTS = 1024
+#: The project the health check reads (any name would do; it is never written).
+HEALTH_PROJECT = "-health-"
 
 
 class Stores:
-    """One store per project, all on the same database, opened on first use."""
+    """One store per project on the database ``url``; ``store_options`` go to every store
+    (``max_models``, ``idempotency_ttl``)."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(
+        self, url: str, *, max_projects: int = DEFAULT_MAX_PROJECTS, **store_options: Any
+    ) -> None:
+        if isinstance(max_projects, bool) or not isinstance(max_projects, int) or max_projects < 1:
+            raise InvalidInputError(
+                f"max_projects must be a positive integer, got {max_projects!r}"
+            )
         self.url = url
-        self._by_project: dict[str, BudgetStore] = {}
+        self.max_projects = max_projects
+        self._options = store_options
         self._lock = threading.Lock()
-        probe = self.get("-health-")  # opens the database and creates the schema now
-        self.inline = isinstance(probe, SqlStore) and isinstance(probe.db, SqliteDatabase)
+        self._cache: OrderedDict[str, SqlStore] = OrderedDict()
+        self._root: SqlStore | None = None
+        self.inline = isinstance(self._database().db, SqliteDatabase)  # opens the database now
 
-    def get(self, project: str) -> BudgetStore:
-        store = self._by_project.get(project)
-        if store is None:
+    def _database(self) -> SqlStore:
+        """The store the others share the database of, opened again after ``close()``."""
+        root = self._root
+        if root is None:
             with self._lock:
-                store = self._by_project.get(project)
-                if store is None:
-                    store = store_from_url(self.url, project)
-                    if not isinstance(store, SqlStore):
-                        store.close()
+                root = self._root
+                if root is None:
+                    opened = store_from_url(self.url, HEALTH_PROJECT, **self._options)
+                    if not isinstance(opened, SqlStore):
+                        opened.close()
                         raise InvalidInputError(
-                            f"the service keeps budgets in a database; use a sqlite:/// or "
+                            "the service keeps budgets in a database; use a sqlite:/// or "
                             f"postgresql:// store, not {self.url!r}"
                         )
-                    self._by_project[project] = store
+                    root = self._root = opened
+        return root
+
+    def get(self, project: str) -> SqlStore:
+        """The store of ``project`` (InvalidInputError if the name is not acceptable)."""
+        with self._lock:
+            store = self._cache.get(project)
+            if store is not None:
+                self._cache.move_to_end(project)
+                return store
+        store = self._database().sibling(project)
+        with self._lock:
+            self._cache[project] = store
+            if len(self._cache) > self.max_projects:
+                self._cache.popitem(last=False)
         return store
+
+    def cached(self) -> int:
+        """How many project stores are kept."""
+        return len(self._cache)
+
+    def check(self) -> None:
+        """Raise StoreError unless the database answers."""
+        self._database().users()
 
     async def run(self, call: Callable[[], T]) -> T:
         """``call()`` (a store operation) from a request handler: inline for SQLite, whose
@@ -51,7 +93,9 @@ class Stores:
         return await anyio.to_thread.run_sync(call)
 
     def close(self) -> None:
+        """Close the database (a later request opens it again)."""
         with self._lock:
-            stores, self._by_project = list(self._by_project.values()), {}
-        for store in stores:
-            store.close()
+            self._cache.clear()
+            root, self._root = self._root, None
+        if root is not None:
+            root.close()

@@ -7,16 +7,18 @@ import re
 from decimal import Decimal, InvalidOperation
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
+from .. import names
 from ..money import to_money
 from ..periods import DURATION_HELP, parse_duration
 
 MAX_MONEY = Decimal(10) ** 15
-MAX_NAME = 256
+MAX_NAME = names.MAX_NAME
 MAX_USERS = 100_000
 MAX_DEPTH = 32
-_MONEY_TEXT = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,30})?$")
+# Up to MAX_MONEY (1e15) inclusive, as the numbers are.
+_MONEY_TEXT = re.compile(r"^([0-9]{1,15}(\.[0-9]{1,30})?|1000000000000000(\.0{1,30})?)$")
 DURATION_PATTERN = r"^(daily|weekly|monthly|yearly|[1-9][0-9]{0,1}(s|m|h|d|w|mo|y))$"
 #: Latest accepted timestamp (2100-01-01), so every period boundary stays representable.
 MAX_TIMESTAMP = 4_102_444_800
@@ -67,7 +69,46 @@ Duration = Annotated[
     PlainValidator(_duration),
     WithJsonSchema({"anyOf": [{"type": "string", "pattern": DURATION_PATTERN}, {"type": "null"}]}),
 ]
-Name = Annotated[str, Field(min_length=1, max_length=MAX_NAME)]
+
+
+def _name_rule(limit: int) -> Any:
+    """The validator of a name of at most ``limit`` characters (see :mod:`budget_manager.names`)."""
+
+    def check(value: str) -> str:
+        problem = names.problem(value, limit)
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
+    return AfterValidator(check)
+
+
+def _name_schema(limit: int) -> Any:
+    return WithJsonSchema(
+        {
+            "type": "string",
+            "minLength": 1,
+            "maxLength": limit,
+            "pattern": "^[^\\u0000-\\u001f\\u007f-\\u009f]+$",
+        }
+    )
+
+
+def _keys_named(schema: dict[str, Any]) -> None:
+    """Show a dict keyed by names as such: every key follows the name rule (pydantic would list
+    the rule's pattern as ``patternProperties``, which leaves other keys allowed)."""
+    for variant in [schema, *schema.get("anyOf", [])]:
+        patterns = variant.pop("patternProperties", None)
+        if patterns:
+            ((pattern, values),) = patterns.items()
+            variant["additionalProperties"] = values
+            variant.setdefault("propertyNames", {})["pattern"] = pattern
+
+
+#: A user or project name; a model name; an idempotency key.
+Name = Annotated[str, _name_rule(names.MAX_NAME), _name_schema(names.MAX_NAME)]
+ModelName = Annotated[str, _name_rule(names.MAX_MODEL_NAME), _name_schema(names.MAX_MODEL_NAME)]
+IdempotencyKey = Annotated[str, _name_rule(names.MAX_KEY), _name_schema(names.MAX_KEY)]
 Timestamp = Annotated[float, Field(ge=0, le=MAX_TIMESTAMP, allow_inf_nan=False)]
 Days = Annotated[float, Field(gt=0.0001, le=36_500, allow_inf_nan=False)]
 
@@ -88,7 +129,9 @@ class RecordIn(BaseModel):
 
     total_budget: Money
     current_cost: Money = Decimal(0)
-    model_cost: dict[Name, Money] | None = None
+    model_cost: Annotated[dict[ModelName, Money] | None, Field(json_schema_extra=_keys_named)] = (
+        None
+    )
     duration: Days | None = Field(default=None, description="days per period, as LiteLLM stores it")
     created_at: Timestamp | None = None
     last_updated_at: Timestamp | None = None
@@ -101,7 +144,9 @@ class SetBudgetRequest(BaseModel):
     model_config = ConfigDict(strict=True)
 
     project_name: Name
-    user_dict: Annotated[dict[Name, RecordIn], Field(max_length=MAX_USERS)]
+    user_dict: Annotated[
+        dict[Name, RecordIn], Field(max_length=MAX_USERS, json_schema_extra=_keys_named)
+    ]
 
 
 class BudgetIn(BaseModel):
@@ -120,8 +165,8 @@ class CostIn(BaseModel):
     model_config = ConfigDict(extra="forbid", strict=True)
 
     cost: Money
-    model: Annotated[str, Field(max_length=MAX_NAME)] | None = None
-    idempotency_key: Annotated[str, Field(min_length=1, max_length=200)] | None = None
+    model: ModelName | None = None
+    idempotency_key: IdempotencyKey | None = None
     within_budget: bool = Field(
         default=False,
         description="refuse with 409 (nothing changed) if the spend would exceed the budget",

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from .. import ledger
 from ..errors import BudgetManagerError, InvalidInputError, StoreError, StoreUnavailableError
 from ..ledger import Level, Outcome
-from ..records import HoldRecord, UserRecord
+from ..records import MAX_MODELS, HoldRecord, UserRecord
 
 S = TypeVar("S", bound="type[BudgetStore]")
 F = TypeVar("F", bound=Callable[..., Any])
@@ -53,6 +53,8 @@ class BudgetStore(ABC):
     """
 
     schemes: ClassVar[tuple[str, ...]] = ()
+    #: Distinct models a budget's breakdown may hold in one period (stores take ``max_models=``).
+    max_models: int = MAX_MODELS
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

@@ -5,14 +5,19 @@ operations (this project's own) gets one small request per change: a cost is
 ``POST /v1/projects/{p}/users/{u}/cost`` with a fresh idempotency key, retried with the same key.
 Any other service is spoken to in LiteLLM's protocol exactly: the whole user dict is loaded with
 ``POST /get_budget`` and saved with ``POST /set_budget`` after every change and on ``save()``.
+A URL that answers neither protocol recognisably is refused when the store is made; one that
+does not answer at all is taken for a service that is down.
 
-A cost that cannot be delivered because the service is unreachable is kept in an
-:class:`~budget_manager.stores.outbox.Outbox` and delivered on the next operation that reaches
-the service (and on ``save()``, which reports how many are still pending).
+A cost that cannot be delivered because the service is unreachable (or does not accept this
+client's credentials) is kept in an :class:`~budget_manager.stores.outbox.Outbox` and delivered
+on the next operation that reaches the service (and on ``save()``, which reports how many are
+still pending). A kept cost the service refuses for good (any other 4xx answer) is moved to the
+outbox's dead-letter file, so it blocks none of the costs behind it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import threading
@@ -21,22 +26,38 @@ from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
-from urllib.parse import quote
 
+from .. import names
 from ..errors import (
     BudgetExceededError,
+    BudgetManagerError,
     InvalidInputError,
     StoreError,
     StoreUnavailableError,
     UnknownUserError,
 )
+from ..money import to_text
 from ..records import UserRecord, dump_user_dict, from_json
 from .base import BudgetStore, charge_change, register
-from .http import DEFAULT_BACKOFF, DEFAULT_RETRIES, DEFAULT_TIMEOUT, HttpClient, json_of
-from .outbox import Outbox, default_dir, outbox_path
+from .http import (
+    DEFAULT_BACKOFF,
+    DEFAULT_RETRIES,
+    DEFAULT_TIMEOUT,
+    HttpClient,
+    ServiceUnavailableError,
+    json_of,
+)
+from .outbox import Outbox, Refused, default_dir, outbox_path
 
 logger = logging.getLogger("budget_manager")
 Protocol = Literal["atomic", "litellm"]
+#: Answers that say nothing about the request itself: credentials, and "not now".
+_AUTH_STATUSES = frozenset({401, 403, 407})
+_LATER_STATUSES = frozenset({408, 429})
+
+
+class ServiceAuthError(StoreError):
+    """The budget service does not accept this client's credentials."""
 
 
 @register
@@ -60,11 +81,16 @@ class HostedStore(BudgetStore):
     ) -> None:
         """``protocol``: force ``"atomic"`` or ``"litellm"`` instead of asking the service.
         ``outbox_dir``: where undelivered costs wait (default ``~/.cache/budget_manager``, or
-        ``$BUDGET_MANAGER_OUTBOX_DIR``)."""
+        ``$BUDGET_MANAGER_OUTBOX_DIR``).
+
+        InvalidInputError, naming the URL, when ``api_base`` answers but is not a budget
+        service; a service that cannot be reached is asked again on the next operation."""
         if not isinstance(api_base, str) or not api_base.startswith(("http://", "https://")):
-            raise InvalidInputError(f"api_base must be an http(s) URL, got {api_base!r}")
+            raise InvalidInputError(
+                f"api_base must be an http(s) URL, got {api_base!r}", field="api_base"
+            )
         self.api_base = api_base.rstrip("/")
-        self.project = project
+        self.project = names.check(project, "project")
         self.http = HttpClient(
             self.api_base, headers, timeout=timeout, retries=retries, backoff=backoff
         )
@@ -74,7 +100,7 @@ class HostedStore(BudgetStore):
         self._lock = threading.RLock()
         self._known: dict[str, UserRecord] = {}  # atomic: last record seen per user
         self._dict: dict[str, UserRecord] | None = None  # litellm: the user dict as saved
-        self._users_path = f"/v1/projects/{quote(project, safe='')}/users"
+        self._users_path = f"/v1/projects/{names.to_segment(project)}/users"
         try:
             self._connect()
         except StoreUnavailableError as exc:  # costs recorded meanwhile wait in the outbox
@@ -93,15 +119,7 @@ class HostedStore(BudgetStore):
         then (with ``flush``) deliver anything pending."""
         with self._lock:
             if self._protocol is None:
-                # Any answer but an atomic capabilities document means a LiteLLM-style service.
-                response = self.http.request("GET", "/v1/capabilities", any_status=True)
-                body = json_of(response)
-                atomic = (
-                    response.status_code == 200
-                    and isinstance(body, dict)
-                    and body.get("atomic") is True
-                )
-                self._protocol = "atomic" if atomic else "litellm"
+                self._protocol = self._probe()
             if self._protocol == "litellm" and self._dict is None:
                 self._dict = self._load()
             if flush and self.outbox.has_pending():
@@ -113,33 +131,44 @@ class HostedStore(BudgetStore):
                     # LiteLLM's protocol answers from the dict held here: still usable.
             return self._protocol
 
+    def _probe(self) -> Protocol:
+        """``"atomic"`` for a service whose capabilities say so; else ``"litellm"`` once its
+        ``/get_budget`` answers as LiteLLM's protocol does (the dict is loaded on the way)."""
+        response = self.http.request("GET", "/v1/capabilities", any_status=True)
+        body = json_of(response)
+        if response.status_code == 200 and isinstance(body, dict) and body.get("atomic") is True:
+            return "atomic"
+        self._dict = self._load(f"GET /v1/capabilities answered HTTP {response.status_code}, ")
+        return "litellm"
+
     def _check_auth(self, response: Any) -> None:
-        if response.status_code in (401, 403):
-            raise StoreError(
+        if response.status_code in _AUTH_STATUSES:
+            raise ServiceAuthError(
                 f"budget service at {self.api_base} refused the request "
                 f"(HTTP {response.status_code}): {_message(response)}; check the headers"
             )
 
     def _user_path(self, user: str, suffix: str = "") -> str:
-        return f"{self._users_path}/{quote(user, safe='')}{suffix}"
+        return f"{self._users_path}/{names.to_segment(names.check(user, 'user'))}{suffix}"
 
     # -- LiteLLM's protocol ------------------------------------------------------------------------
-    def _load(self) -> dict[str, UserRecord]:
+    def _load(self, probed: str = "") -> dict[str, UserRecord]:
         body = json.dumps({"project_name": self.project})
         response = self.http.request("POST", "/get_budget", body)
         self._check_auth(response)
         data = json_of(response)
-        if not isinstance(data, dict) or data.get("status") != "success":
-            if isinstance(data, dict) and data.get("status") == "error":
+        if response.status_code == 200 and isinstance(data, dict):
+            users = data.get("data")
+            if data.get("status") == "error":
                 return {}  # nothing stored for this project yet
-            raise StoreError(
-                f"budget service at {self.api_base}/get_budget answered HTTP "
-                f"{response.status_code} without a user dict: {response.text[:200]!r}"
-            )
-        users = data.get("data") or {}
-        if not isinstance(users, dict):
-            raise StoreError(f"budget service at {self.api_base} sent a user dict that is not one")
-        return {str(u): from_json(str(u), r) for u, r in users.items()}
+            if data.get("status") == "success" and isinstance(users, dict | None):
+                return {str(u): from_json(str(u), r) for u, r in (users or {}).items()}
+        raise InvalidInputError(
+            f"api_base {self.api_base} does not look like a budget service: {probed}"
+            f"POST /get_budget answered HTTP {response.status_code} "
+            f"{response.text[:120]!r}; check the URL",
+            field="api_base",
+        )
 
     def _save_dict(self, users: dict[str, UserRecord]) -> dict[str, Any]:
         user_dict = dump_user_dict(users).strip()
@@ -166,22 +195,37 @@ class HostedStore(BudgetStore):
             return result
 
     # -- atomic operations -------------------------------------------------------------------------
-    def _call(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _call(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, what: str, user: str
+    ) -> Any:
+        """The service's answer to a request about ``user`` (``what`` names it in errors)."""
         payload = json.dumps(body) if body is not None else None
         response = self.http.request(method, path, payload)
+        if response.status_code >= 400:
+            raise self._refusal(response, what, user)
+        return json_of(response)
+
+    def _refusal(self, response: Any, what: str, user: str) -> BudgetManagerError:
+        """The error for a 4xx answer to ``what``."""
         self._check_auth(response)
-        data = json_of(response)
         status = response.status_code
-        if status == 404:
-            raise UnknownUserError(path.rsplit("/", 1)[-1], self.project)
-        if status == 409 and isinstance(data, dict) and data.get("field") == "cost":
-            raise BudgetExceededError(0.0, 0.0, _message(response))
-        if status >= 400:
-            raise InvalidInputError(
-                f"budget service at {self.api_base} rejected {method} {path} "
-                f"(HTTP {status}): {_message(response)}"
+        data = json_of(response)
+        field = data.get("field") if isinstance(data, dict) else None
+        message = _message(response)
+        if status == 404 and field == "user":
+            return UnknownUserError(user, self.project)
+        if status == 409 and field == "cost":
+            return BudgetExceededError(0.0, 0.0, message)
+        if status in _LATER_STATUSES:
+            return ServiceUnavailableError(
+                f"budget service at {self.api_base} could not take {what} now "
+                f"(HTTP {status}): {message}",
+                f"HTTP {status}",
             )
-        return data
+        return InvalidInputError(
+            f"budget service at {self.api_base} refused {what} (HTTP {status}): {message}",
+            field=field if isinstance(field, str) else None,
+        )
 
     def _record_from(self, user: str, data: Any) -> UserRecord:
         if not isinstance(data, dict) or not isinstance(data.get("data"), dict):
@@ -197,8 +241,10 @@ class HostedStore(BudgetStore):
             "idempotency_key": entry["key"],
             "within_budget": bool(entry.get("within_budget", False)),
         }
-        data = self._call("POST", self._user_path(entry["user"], "/cost"), body)
-        return self._record_from(entry["user"], data)
+        user = entry["user"]
+        path = self._user_path(user, "/cost")
+        data = self._call("POST", path, body, what=_described(entry), user=user)
+        return self._record_from(user, data)
 
     # -- the outbox ---------------------------------------------------------------------------------
     def _flush(self) -> int:
@@ -207,39 +253,33 @@ class HostedStore(BudgetStore):
             return self.outbox.deliver(self._deliver_one)
         if self._dict is None:
             return len(self.outbox.pending())
-
-        pending = self.outbox.pending()
-
-        def apply_all(draft: dict[str, UserRecord]) -> None:
-            for entry in pending:
-                record = draft.get(entry["user"])
-                if record is None:
-                    logger.warning("dropping undeliverable cost %s: user unknown", entry)
-                    continue
-                charge_change(
-                    entry["user"], entry.get("model"), Decimal(entry["cost"]), entry["at"], False
-                )(record)
-
         draft = {u: r.copy() for u, r in self._dict.items()}
-        apply_all(draft)
-        self._save_dict(draft)
-        self._dict = draft
-        keys = {e["key"] for e in pending}
-
-        def forget(entry: dict[str, Any]) -> None:
-            if entry["key"] not in keys:
-                raise _Keep()
-
-        try:
-            return self.outbox.deliver(forget)
-        except _Keep:
-            return len(self.outbox.pending())
+        applied: set[str] = set()
+        refused: dict[str, Refused] = {}
+        for entry in self.outbox.pending():
+            record = draft.get(entry["user"])
+            if record is None:
+                refused[entry["key"]] = Refused(
+                    f"user {entry['user']!r} has no budget in project {self.project!r}"
+                )
+                continue
+            try:
+                _entry_change(entry)(record)
+            except (InvalidInputError, KeyError, ValueError, ArithmeticError) as exc:
+                refused[entry["key"]] = Refused(str(exc))
+                continue
+            applied.add(entry["key"])
+        if applied:
+            self._save_dict(draft)
+            self._dict = draft
+        return self.outbox.settle(applied, refused)
 
     def _deliver_one(self, entry: dict[str, Any]) -> None:
+        """Send a kept cost: Refused when the service will never take it."""
         try:
             self._send_charge(entry)
         except (UnknownUserError, InvalidInputError, BudgetExceededError) as exc:
-            logger.warning("dropping undeliverable cost %s: %s", entry, exc)
+            raise Refused(str(exc)) from exc
 
     def pending(self) -> int:
         """Costs recorded here that the service has not acknowledged yet."""
@@ -247,24 +287,23 @@ class HostedStore(BudgetStore):
 
     # -- the store interface -------------------------------------------------------------------------
     def get(self, user: str) -> UserRecord | None:
+        path = self._user_path(user)
         if self._connect() == "litellm":
             assert self._dict is not None
             record = self._dict.get(user)
             return None if record is None else self._with_pending(user, record)
-        response = self.http.request("GET", self._user_path(user))
-        if response.status_code == 404:
+        try:
+            data = self._call("GET", path, what=f"the budget of user {user!r}", user=user)
+        except UnknownUserError:
             self._known.pop(user, None)
             return None
-        self._check_auth(response)
-        if response.status_code >= 400:
-            raise StoreError(f"budget service at {self.api_base}: {_message(response)}")
-        return self._record_from(user, json_of(response))
+        return self._record_from(user, data)
 
     def users(self) -> list[str]:
         if self._connect() == "litellm":
             assert self._dict is not None
             return list(self._dict)
-        data = self._call("GET", self._users_path)
+        data = self._call("GET", self._users_path, what="the list of users", user="")
         return [str(u) for u in data.get("users", [])] if isinstance(data, dict) else []
 
     def records(self) -> dict[str, UserRecord]:
@@ -275,6 +314,7 @@ class HostedStore(BudgetStore):
 
     def put(self, user: str, record: UserRecord) -> UserRecord:
         """Create or replace the user's budget (the service starts its spend at zero)."""
+        path = self._user_path(user)
         if self._connect() == "litellm":
 
             def put(draft: dict[str, UserRecord]) -> UserRecord:
@@ -284,11 +324,12 @@ class HostedStore(BudgetStore):
             result: UserRecord = self._change_dict(put)
             return result
         body = {
-            "total_budget": str(record.total_budget),
+            "total_budget": to_text(record.total_budget),
             "duration": record.period.name if record.period is not None else None,
             "created_at": record.created_at,
         }
-        return self._record_from(user, self._call("PUT", self._user_path(user), body))
+        data = self._call("PUT", path, body, what=f"the budget of user {user!r}", user=user)
+        return self._record_from(user, data)
 
     def update(self, user: str, change: Callable[[UserRecord], None]) -> UserRecord:
         if self._connect() == "atomic":
@@ -314,10 +355,13 @@ class HostedStore(BudgetStore):
         within_budget: bool = False,
         idempotency_key: str | None = None,
     ) -> UserRecord:
+        names.check(user, "user")
+        if model is not None:
+            names.check_model(model)
         entry: dict[str, Any] = {
             "user": user,
             "model": model,
-            "cost": str(amount),
+            "cost": to_text(amount),
             "key": idempotency_key or uuid.uuid4().hex,
             "at": now,
         }
@@ -327,12 +371,15 @@ class HostedStore(BudgetStore):
                 entry["within_budget"] = within_budget
                 return self._send_charge(entry)
             return self.update(user, charge_change(user, model, amount, now, within_budget))
-        except StoreUnavailableError as exc:
+        except (StoreUnavailableError, ServiceAuthError) as exc:
             if within_budget:
                 raise  # a hold that cannot be checked must not be assumed
             return self._keep(entry, exc)
 
-    def _keep(self, entry: dict[str, Any], exc: StoreUnavailableError) -> UserRecord:
+    def _keep(self, entry: dict[str, Any], exc: StoreError) -> UserRecord:
+        """Keep an undelivered cost in the outbox; the record with it, or an error naming it."""
+        entry.pop("within_budget", None)
+        what = _described(entry)
         with self._lock:
             if self._protocol == "litellm" and self._dict is not None:
                 if entry["user"] not in self._dict:
@@ -341,11 +388,24 @@ class HostedStore(BudgetStore):
             else:
                 known = self._known.get(entry["user"])
             self.outbox.append(entry)
-            logger.warning("%s; kept the cost in %s to deliver later", exc, self.outbox.path)
+            if isinstance(exc, ServiceAuthError):
+                raise ServiceAuthError(
+                    f"{what} was not delivered: {exc}; it was kept in {self.outbox.path} and "
+                    "will be delivered once the service accepts this client's requests"
+                ) from exc
+            reason = exc.reason if isinstance(exc, ServiceUnavailableError) else str(exc)
+            logger.warning(
+                "%s was not delivered (budget service at %s unavailable: %s); kept it in %s",
+                what,
+                self.api_base,
+                reason,
+                self.outbox.path,
+            )
             if known is None:
                 raise StoreUnavailableError(
-                    f"{exc}; the cost was kept in {self.outbox.path} and will be delivered "
-                    "when the service is back"
+                    f"{what} was not delivered: the budget service at {self.api_base} is "
+                    f"unavailable ({reason}); it was kept in {self.outbox.path} and will be "
+                    "delivered when the service is back"
                 ) from exc
             return self._with_pending(entry["user"], known)
 
@@ -356,23 +416,26 @@ class HostedStore(BudgetStore):
         record = record.copy()
         for entry in self.outbox.pending():
             if entry["user"] == user:
-                change = charge_change(
-                    user, entry.get("model"), Decimal(entry["cost"]), entry["at"], False
-                )
-                change(record)
+                with contextlib.suppress(InvalidInputError, KeyError, ValueError, ArithmeticError):
+                    _entry_change(entry)(record)
         return record
 
     def reset(self, user: str) -> UserRecord:
+        path = self._user_path(user, "/reset")
         if self._connect() == "litellm":
             return super().reset(user)
-        return self._record_from(user, self._call("POST", self._user_path(user, "/reset")))
+        data = self._call("POST", path, what=f"the reset of user {user!r}", user=user)
+        return self._record_from(user, data)
 
     def roll(self, user: str, now: float) -> UserRecord:
+        path = self._user_path(user, "/roll")
         if self._connect() == "litellm":
             return super().roll(user, now)
-        return self._record_from(user, self._call("POST", self._user_path(user, "/roll")))
+        data = self._call("POST", path, what=f"the period of user {user!r}", user=user)
+        return self._record_from(user, data)
 
     def delete(self, user: str) -> bool:
+        path = self._user_path(user)
         if self._connect() == "litellm":
 
             def remove(draft: dict[str, UserRecord]) -> None:
@@ -381,7 +444,10 @@ class HostedStore(BudgetStore):
             existed = user in (self._dict or {})
             self._change_dict(remove)
             return existed
-        data = self._call("DELETE", self._user_path(user))
+        try:
+            data = self._call("DELETE", path, what=f"the budget of user {user!r}", user=user)
+        except UnknownUserError:
+            return False
         return bool(isinstance(data, dict) and data.get("deleted"))
 
     def replace_all(self, records: dict[str, UserRecord]) -> None:
@@ -397,7 +463,10 @@ class HostedStore(BudgetStore):
 
     def save(self) -> dict[str, Any]:
         """Deliver pending costs and, in LiteLLM's protocol, save the whole dict; the service's
-        answer, or ``{"status": "pending", "pending": n, ...}`` while costs wait undelivered."""
+        answer, or ``{"status": "pending", "pending": n, ...}`` while costs wait undelivered.
+        While the dead-letter file holds refused costs, the answer says so: ``"dead_letter"``
+        (their number) and ``"dead_letter_path"``, with status ``"dead_letter"`` when nothing is
+        pending."""
         try:
             protocol = self._connect()
             if protocol == "litellm":
@@ -406,24 +475,46 @@ class HostedStore(BudgetStore):
                     answer = self._save_dict(self._dict)
             else:
                 answer = {"status": "success"}
-        except StoreUnavailableError as exc:
+        except (StoreUnavailableError, ServiceAuthError) as exc:
             answer = {"status": "error", "message": str(exc)}
         waiting = self.pending()
         if waiting:
-            return {
+            answer = {
                 "status": "pending",
                 "pending": waiting,
                 "message": f"{waiting} cost(s) not yet delivered to {self.api_base}; kept in "
                 f"{self.outbox.path}",
             }
+        dead = self.outbox.dead_letters()
+        if dead:
+            refused = (
+                f"{dead} cost(s) refused for good by {self.api_base} are in "
+                f"{self.outbox.dead_path}; remove the file once they are dealt with"
+            )
+            if answer.get("status") == "success":
+                answer = {"status": "dead_letter"}
+            message = answer.get("message")
+            answer["message"] = f"{message}; {refused}" if message else refused
+            answer["dead_letter"] = dead
+            answer["dead_letter_path"] = str(self.outbox.dead_path)
         return answer
 
     def close(self) -> None:
         self.http.close()
 
 
-class _Keep(Exception):
-    """An outbox entry appeared after the delivery began: keep it and the rest."""
+def _entry_change(entry: dict[str, Any]) -> Callable[[UserRecord], None]:
+    """The change a kept cost makes to its user's record."""
+    return charge_change(
+        entry["user"], entry.get("model"), Decimal(entry["cost"]), entry["at"], False
+    )
+
+
+def _described(entry: dict[str, Any]) -> str:
+    """A cost as errors name it."""
+    model = entry.get("model")
+    of_model = f" (model {names.shown(model)})" if model is not None else ""
+    return f"the cost of {entry['cost']} for user {names.shown(entry['user'])}{of_model}"
 
 
 def _message(response: Any) -> str:

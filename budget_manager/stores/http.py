@@ -11,13 +11,21 @@ from typing import Any
 
 import requests
 
-from ..errors import StoreUnavailableError
+from ..errors import InvalidInputError, StoreUnavailableError
 
 DEFAULT_TIMEOUT = (3.05, 10.0)
 DEFAULT_RETRIES = 3
 DEFAULT_BACKOFF = 0.1
 MAX_BACKOFF = 2.0
 _RETRY_STATUSES = frozenset({429, 500, 502, 503, 504})
+
+
+class ServiceUnavailableError(StoreUnavailableError):
+    """The budget service could not be reached, or kept failing; ``reason`` says how."""
+
+    def __init__(self, message: str, reason: str) -> None:
+        super().__init__(message)
+        self.reason = reason
 
 
 class HttpClient:
@@ -33,6 +41,12 @@ class HttpClient:
         backoff: float = DEFAULT_BACKOFF,
     ) -> None:
         self.api_base = api_base.rstrip("/")
+        try:  # the base as requests writes it (host encoding); paths are appended as built
+            self._base = requests.Request("GET", self.api_base).prepare().url.rstrip("/")  # type: ignore[union-attr]
+        except requests.RequestException as exc:
+            raise InvalidInputError(
+                f"api_base {api_base!r} is not a usable URL: {exc}", field="api_base"
+            ) from None
         self.headers = dict(headers or {})
         if not any(k.lower() == "content-type" for k in self.headers):
             self.headers["Content-Type"] = "application/json"
@@ -59,11 +73,12 @@ class HttpClient:
         any_status: bool = False,
     ) -> requests.Response:
         """The service's answer: any status below 500 (with ``any_status``, any status at all,
-        retrying only when no answer came).
+        retrying only when no answer came). ``path`` is sent exactly as given (its names
+        percent-encoded by the caller), dot segments and all.
 
-        StoreUnavailableError, naming the URL, when it cannot be reached or keeps failing.
+        ServiceUnavailableError, naming the URL, when it cannot be reached or keeps failing.
         """
-        url = self.api_base + path
+        url = self._base + path
         attempts = 1 + (self.retries if retry else 0)
         problem = ""
         for attempt in range(attempts):
@@ -71,13 +86,7 @@ class HttpClient:
                 delay = min(MAX_BACKOFF, self.backoff * (2 ** (attempt - 1)))
                 time.sleep(delay * (0.5 + random.random() / 2))
             try:
-                response = self._session().request(
-                    method,
-                    url,
-                    data=body.encode() if body is not None else None,
-                    headers=self.headers,
-                    timeout=self.timeout,
-                )
+                response = self._send(method, url, body)
             except requests.RequestException as exc:
                 self._local.session = None  # drop a connection that may be broken
                 problem = f"{type(exc).__name__}: {exc}"
@@ -91,9 +100,20 @@ class HttpClient:
                 problem = f"HTTP {response.status_code}: {response.text[:200]}"
                 break
             return response
-        raise StoreUnavailableError(
-            f"budget service at {url} is unavailable after {attempts} attempt(s): {problem}"
+        raise ServiceUnavailableError(
+            f"budget service at {url} is unavailable after {attempts} attempt(s): {problem}",
+            f"{problem} after {attempts} attempt(s)",
         )
+
+    def _send(self, method: str, url: str, body: str | None) -> requests.Response:
+        session = self._session()
+        data = body.encode() if body is not None else None
+        prepared = session.prepare_request(
+            requests.Request(method, url, data=data, headers=self.headers)
+        )
+        prepared.url = url  # requests would decode %2E back into dots, which servers navigate
+        settings = session.merge_environment_settings(url, {}, None, None, None)
+        return session.send(prepared, timeout=self.timeout, **settings)
 
     def close(self) -> None:
         session: requests.Session | None = getattr(self._local, "session", None)

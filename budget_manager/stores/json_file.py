@@ -43,6 +43,7 @@ from .. import names
 from ..errors import CorruptStoreError, InvalidInputError, StoreError
 from ..ledger import Changes, Outcome
 from ..records import (
+    MAX_MODELS,
     HoldRecord,
     UserRecord,
     dump_user_dict,
@@ -108,6 +109,7 @@ class JsonFileStore(PythonLedgerStore):
         compact_bytes: int | None = None,
         flush_after: float | None = FLUSH_AFTER,
         adopt: Iterable[str | os.PathLike[str]] = (),
+        max_models: int = MAX_MODELS,
     ) -> None:
         """``fsync``: fsync every journal append (power-loss durability; slower).
         ``compact_bytes``: smallest journal size that triggers a compaction.
@@ -115,7 +117,13 @@ class JsonFileStore(PythonLedgerStore):
         to date, as LiteLLM's own background saves do (None: only on save(), close() and exit).
         ``adopt``: while the store has no file yet, it starts from the first of these files that
         exists (copied, never changed), e.g. LiteLLM's ``user_cost.json``.
+        ``max_models``: distinct models a budget may record in one period (100).
         """
+        if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
+            raise InvalidInputError(
+                f"max_models must be a positive integer, got {max_models!r}", field="max_models"
+            )
+        self.max_models = max_models
         self.path = Path(path).absolute()
         self._adopt = [Path(p).absolute() for p in adopt]
         self._journal_path = str(self.path) + ".journal"

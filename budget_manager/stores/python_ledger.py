@@ -74,7 +74,9 @@ class PythonLedgerStore(BudgetStore):
         thresholds: Sequence[Decimal] = (),
         known: HoldRecord | None = None,
     ) -> Outcome:
-        return self._apply(ledger.settle, hold_id, amount, model, thresholds, known)
+        return self._apply(
+            ledger.settle, hold_id, amount, model, thresholds, known, self.max_models
+        )
 
     def release(self, hold_id: str) -> Outcome:
         return self._apply(ledger.release, hold_id)

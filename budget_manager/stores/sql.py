@@ -1,19 +1,26 @@
-"""Budgets in a SQL database: the logic SQLite and PostgreSQL share.
+"""Budgets in a SQL database: what SQLite and PostgreSQL share (connections by URL, the tables,
+rows to records and back, the reads).
 
-Two tables hold every project of a database:
+Four tables hold every project of a database:
 
-- ``bm_budgets``: one row per (project, user) with the record's fields; money is exact
-  (``NUMERIC`` in PostgreSQL, decimal text in SQLite), never a float.
-- ``bm_idempotency``: (project, key) of every keyed charge applied recently, with what it was
-  asked to do and the record it left, so a retried charge is applied at most once.
+- ``bm_budgets``: one row per (project, user): the record's fields, its parent, the alert
+  fractions announced this period and its policies; money is exact (``NUMERIC`` in PostgreSQL,
+  decimal text in SQLite), never a float.
+- ``bm_holds``: one row per hold, kept a day after it ends (so a late or repeated settle answers
+  correctly), with the budgets it holds against and each one's period start.
+- ``bm_hold_levels``: one row per open hold and budget it holds against: what a limit check sums.
+- ``bm_charge_keys``: one fixed-size row per keyed charge within the idempotency window (24
+  hours by default): a digest of (project, key), a digest of the request, and when it was
+  applied. A repeated key is applied once; the table stays bounded whatever requests carry.
 
-Every change is a read-modify-write inside one database transaction that holds the row (or the
-database) for writing, applying the same pure ledger functions as every other store
-(:mod:`budget_manager.records`).
+How each ledger operation runs atomically is the dialect's business: SQLite runs the Python
+rules (:mod:`budget_manager.ledger`) inside one ``BEGIN IMMEDIATE`` transaction; PostgreSQL calls
+a server-side function per operation (``resources/postgres/ledger.sql``).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import threading
@@ -22,19 +29,29 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from decimal import Decimal
+from importlib import resources
 from typing import Any, ClassVar, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from ..errors import InvalidInputError, UnknownUserError
-from ..records import UserRecord, from_json, loads, to_json
-from .base import BudgetStore, charge_change
+from .. import ledger, names
+from ..errors import InvalidInputError
+from ..records import MAX_MODELS, HoldRecord, UserRecord, from_json, loads
+from .base import BudgetStore
+from .memory import HOLD_RETENTION
 
-#: How long an idempotency key is remembered (seconds).
-IDEMPOTENCY_TTL = 7 * 86_400
+#: How long an idempotency key is remembered by default (seconds).
+IDEMPOTENCY_TTL = 86_400.0
+#: Housekeeping (expired keys, long-ended holds) runs once every this many changes per database.
 _PRUNE_EVERY = 1000
+_DIGEST_BYTES = 16
 
 COLUMNS = (
-    "total_budget, current_cost, model_cost, period, duration, created_at, last_updated_at, extra"
+    "total_budget, current_cost, model_cost, period, duration, created_at, last_updated_at, "
+    "extra, parent, fired, on_unknown_model, on_store_error"
+)
+HOLD_COLUMNS = (
+    "hold_id, user_id, amount, level_users, level_starts, expires_at, created_at, model, "
+    "state, settled"
 )
 
 
@@ -46,20 +63,22 @@ class Cursor(Protocol):
     def fetchall(self) -> list[Any]: ...
 
 
-class IdempotencyConflictError(InvalidInputError):
-    """An idempotency key was used again for a different request."""
-
-
 class Database(ABC):
     """Connections to one database, shared by the stores of all its projects."""
 
-    #: The dialect's name for money columns and for the ``FOR UPDATE`` row lock (if any).
-    money_type: ClassVar[str] = "TEXT"
-    float_type: ClassVar[str] = "DOUBLE PRECISION"
-    lock_rows: ClassVar[str] = ""
+    #: the folder of the dialect's SQL files under ``budget_manager/resources``
+    dialect: ClassVar[str]
 
     def __init__(self) -> None:
         self.users_of = 0  # stores open on this database
+        self._changes = 0
+        self._count_lock = threading.Lock()
+
+    def prune_due(self) -> bool:
+        """Count one change; whether housekeeping should run now."""
+        with self._count_lock:
+            self._changes += 1
+            return self._changes % _PRUNE_EVERY == 1
 
     @abstractmethod
     def read(self) -> AbstractContextManager[Cursor]:
@@ -81,53 +100,89 @@ class Database(ABC):
         """How an amount is passed to the driver."""
         return str(amount)
 
-    def schema(self) -> list[str]:
-        """Statements that create the tables if they are missing."""
-        m, f = self.money_type, self.float_type
-        return [
-            "CREATE TABLE IF NOT EXISTS bm_budgets ("
-            " project TEXT NOT NULL, user_id TEXT NOT NULL,"
-            f" total_budget {m} NOT NULL, current_cost {m} NOT NULL,"
-            " model_cost TEXT, period TEXT, duration TEXT,"
-            f" created_at {f}, last_updated_at {f}, extra TEXT,"
-            " PRIMARY KEY (project, user_id))",
-            "CREATE TABLE IF NOT EXISTS bm_idempotency ("
-            " project TEXT NOT NULL, key TEXT NOT NULL, request TEXT NOT NULL,"
-            f" result TEXT NOT NULL, created_at {f} NOT NULL,"
-            " PRIMARY KEY (project, key))",
-            "CREATE INDEX IF NOT EXISTS bm_idempotency_age ON bm_idempotency (created_at)",
-        ]
+    def list_param(self, values: Sequence[Any]) -> Any:
+        """How a list (a hold's levels) is stored: a JSON array here, a real array in PostgreSQL."""
+        return json.dumps(list(values), ensure_ascii=False)
+
+    def list_value(self, stored: Any) -> list[Any]:
+        """A list as :meth:`list_param` stored it."""
+        return list(json.loads(stored)) if isinstance(stored, str) else list(stored)
+
+    def script(self, name: str) -> str:
+        """The text of ``resources/<dialect>/<name>.sql``."""
+        folder = resources.files("budget_manager").joinpath("resources").joinpath(self.dialect)
+        return folder.joinpath(f"{name}.sql").read_text(encoding="utf-8")
 
 
 class SqlStore(BudgetStore):
-    """One project's budgets in a :class:`Database`."""
+    """One project's budgets in a :class:`Database`: the reads and the settings every dialect
+    shares."""
 
-    idempotent = True
     #: the databases a subclass opens, shared by its stores; and its name in messages
     databases: ClassVar[SharedDatabases]
     label: ClassVar[str] = "SQL"
 
     @classmethod
-    def from_url(cls, url: str, project: str, **options: Any) -> SqlStore:
+    def from_url(
+        cls,
+        url: str,
+        project: str,
+        *,
+        max_models: int = MAX_MODELS,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+        **options: Any,
+    ) -> SqlStore:
+        """Options: ``max_models``, the cap on distinct models in a budget's period (100), and
+        ``idempotency_ttl``, how long a charge's idempotency key is remembered (86400 s)."""
         if options:
             raise InvalidInputError(f"unknown {cls.label} store options: {sorted(options)}")
+        names.check(project, "project")
         db, release = cls.databases.acquire(url)
-        return cls(db, project, release)
+        return cls(db, project, release, max_models=max_models, idempotency_ttl=idempotency_ttl)
 
-    def __init__(self, db: Database, project: str, release: Callable[[], None]) -> None:
-        if not isinstance(project, str) or not project:
-            raise InvalidInputError(f"project must be a non-empty string, got {project!r}")
+    def __init__(
+        self,
+        db: Database,
+        project: str,
+        release: Callable[[], None],
+        *,
+        max_models: int = MAX_MODELS,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+    ) -> None:
+        self.project = names.check(project, "project")
+        if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
+            raise InvalidInputError(
+                f"max_models must be a positive integer, got {max_models!r}", field="max_models"
+            )
+        if isinstance(idempotency_ttl, bool) or not (
+            isinstance(idempotency_ttl, (int, float)) and 0 < idempotency_ttl < float("inf")
+        ):
+            raise InvalidInputError(
+                f"idempotency_ttl must be a positive number of seconds, got {idempotency_ttl!r}",
+                field="idempotency_ttl",
+            )
         self.db = db
-        self.project = project
+        self.max_models = max_models
+        self.idempotency_ttl = float(idempotency_ttl)
         self._release = release
         self._closed = False
-        self._charges = 0
-        self._count_lock = threading.Lock()
+
+    def sibling(self, project: str) -> SqlStore:
+        """The store of ``project`` on the same database with the same settings. It shares this
+        store's connections and holds nothing of its own: closing it releases nothing."""
+        return type(self)(
+            self.db,
+            project,
+            _nothing,
+            max_models=self.max_models,
+            idempotency_ttl=self.idempotency_ttl,
+        )
 
     # -- rows ------------------------------------------------------------------------------------
-    def _row(self, record: UserRecord) -> tuple[Any, ...]:
+    def row(self, record: UserRecord) -> tuple[Any, ...]:
+        """The columns of :data:`COLUMNS` for ``record``."""
         model_cost = (
-            json.dumps({m: str(c) for m, c in record.model_cost.items()})
+            json.dumps({m: str(c) for m, c in record.model_cost.items()}, ensure_ascii=False)
             if record.model_cost
             else None
         )
@@ -139,12 +194,18 @@ class SqlStore(BudgetStore):
             json.dumps(record.duration) if record.duration is not None else None,
             record.created_at,
             record.last_updated_at,
-            json.dumps(record.extra, default=_plain) if record.extra else None,
+            json.dumps(record.extra, default=_plain, ensure_ascii=False) if record.extra else None,
+            record.parent,
+            ",".join(str(f) for f in record.fired) or None,
+            record.on_unknown_model,
+            record.on_store_error,
         )
 
     @staticmethod
-    def _record(user: str, row: Sequence[Any]) -> UserRecord:
-        total, spent, model_cost, period, duration, created, updated, extra = row
+    def record_of(user: str, row: Sequence[Any]) -> UserRecord:
+        """The record a row of :data:`COLUMNS` holds."""
+        total, spent, model_cost, period, duration, created, updated, extra = row[:8]
+        parent, fired, unknown_model, store_error = row[8:12]
         data: dict[str, Any] = loads(extra) if extra else {}
         data["total_budget"] = Decimal(str(total))
         data["current_cost"] = Decimal(str(spent))
@@ -155,47 +216,65 @@ class SqlStore(BudgetStore):
             data["duration"] = json.loads(duration) if duration is not None else None
             data["created_at"] = created
             data["last_updated_at"] = updated
+        data["parent"] = parent
+        data["alerts_fired"] = [Decimal(f) for f in fired.split(",")] if fired else None
+        data["on_unknown_model"] = unknown_model
+        data["on_store_error"] = store_error
         return from_json(user, data)
 
-    def _select(self, cur: Cursor, user: str, lock: bool) -> UserRecord | None:
-        suffix = self.db.lock_rows if lock else ""
+    def hold_of(self, row: Sequence[Any]) -> HoldRecord:
+        """The hold a row of :data:`HOLD_COLUMNS` holds."""
+        hold_id, user, amount, users, starts, expires, created, model, state, settled = row
+        levels = zip(self.db.list_value(users), self.db.list_value(starts), strict=True)
+        return HoldRecord(
+            hold_id=hold_id,
+            user=user,
+            amount=Decimal(str(amount)),
+            levels=tuple((str(u), None if s is None else float(s)) for u, s in levels),
+            expires_at=float(expires),
+            created_at=float(created),
+            model=model,
+            state=state,
+            settled=None if settled is None else Decimal(str(settled)),
+        )
+
+    def select(self, cur: Cursor, user: str) -> UserRecord | None:
+        """The user's record."""
         cur.execute(
-            self.db.sql(
-                f"SELECT {COLUMNS} FROM bm_budgets WHERE project = ? AND user_id = ?{suffix}"
-            ),
+            self.db.sql(f"SELECT {COLUMNS} FROM bm_budgets WHERE project = ? AND user_id = ?"),
             (self.project, user),
         )
-        row = cur.fetchone()
-        return None if row is None else self._record(user, row)
+        found = cur.fetchone()
+        return None if found is None else self.record_of(user, found)
 
-    def _upsert(self, cur: Cursor, user: str, record: UserRecord) -> None:
+    def upsert(self, cur: Cursor, user: str, record: UserRecord) -> None:
+        """Write the user's whole record."""
         cur.execute(
             self.db.sql(
                 f"INSERT INTO bm_budgets (project, user_id, {COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (project, user_id) DO UPDATE SET"
                 " total_budget = excluded.total_budget, current_cost = excluded.current_cost,"
                 " model_cost = excluded.model_cost, period = excluded.period,"
                 " duration = excluded.duration, created_at = excluded.created_at,"
-                " last_updated_at = excluded.last_updated_at, extra = excluded.extra"
+                " last_updated_at = excluded.last_updated_at, extra = excluded.extra,"
+                " parent = excluded.parent, fired = excluded.fired,"
+                " on_unknown_model = excluded.on_unknown_model,"
+                " on_store_error = excluded.on_store_error"
             ),
-            (self.project, user, *self._row(record)),
+            (self.project, user, *self.row(record)),
         )
 
-    def _update_in(
-        self, cur: Cursor, user: str, change: Callable[[UserRecord], None]
-    ) -> UserRecord:
-        record = self._select(cur, user, lock=True)
-        if record is None:
-            raise UnknownUserError(user, self.project)
-        change(record)
-        self._upsert(cur, user, record)
-        return record
+    def key_id(self, key: str) -> bytes:
+        """The fixed-size row id of one of this project's idempotency keys."""
+        names.check(key, "idempotency_key", names.MAX_KEY)
+        return _digest(self.project, key)
 
-    # -- the store interface ---------------------------------------------------------------------
+    # -- reads -----------------------------------------------------------------------------------
     def get(self, user: str) -> UserRecord | None:
+        names.check(user, "user")
         with self.db.read() as cur:
-            return self._select(cur, user, lock=False)
+            return self.select(cur, user)
 
     def users(self) -> list[str]:
         with self.db.read() as cur:
@@ -203,7 +282,7 @@ class SqlStore(BudgetStore):
                 self.db.sql("SELECT user_id FROM bm_budgets WHERE project = ? ORDER BY user_id"),
                 (self.project,),
             )
-            return [row[0] for row in cur.fetchall()]
+            return [found[0] for found in cur.fetchall()]
 
     def records(self) -> dict[str, UserRecord]:
         with self.db.read() as cur:
@@ -213,90 +292,86 @@ class SqlStore(BudgetStore):
                 ),
                 (self.project,),
             )
-            return {row[0]: self._record(row[0], row[1:]) for row in cur.fetchall()}
+            return {found[0]: self.record_of(found[0], found[1:]) for found in cur.fetchall()}
 
-    def put(self, user: str, record: UserRecord) -> UserRecord:
-        with self.db.write() as cur:
-            self._upsert(cur, user, record)
-        return record
+    def holds(self, user: str | None = None) -> list[HoldRecord]:
+        with self.db.read() as cur:
+            if user is None:
+                cur.execute(
+                    self.db.sql(
+                        f"SELECT {HOLD_COLUMNS} FROM bm_holds WHERE project = ? AND state = 'open'"
+                    ),
+                    (self.project,),
+                )
+            else:
+                cur.execute(
+                    self.db.sql(
+                        f"SELECT {_prefixed('h.', HOLD_COLUMNS)} FROM bm_hold_levels l"
+                        " JOIN bm_holds h ON h.project = l.project AND h.hold_id = l.hold_id"
+                        " WHERE l.project = ? AND l.level_user = ?"
+                    ),
+                    (self.project, user),
+                )
+            return [self.hold_of(found) for found in cur.fetchall()]
 
-    def update(self, user: str, change: Callable[[UserRecord], None]) -> UserRecord:
-        with self.db.write() as cur:
-            return self._update_in(cur, user, change)
-
-    def charge(
-        self,
-        user: str,
-        model: str | None,
-        amount: Decimal,
-        now: float,
-        *,
-        within_budget: bool = False,
-        idempotency_key: str | None = None,
-    ) -> UserRecord:
-        change = charge_change(user, model, amount, now, within_budget)
-        if idempotency_key is None:
-            return self.update(user, change)
-        request = json.dumps([user, model, str(amount)])
-        with self.db.write() as cur:
-            cur.execute(
-                self.db.sql(
-                    "SELECT request, result FROM bm_idempotency WHERE project = ? AND key = ?"
-                ),
-                (self.project, idempotency_key),
-            )
-            seen = cur.fetchone()
-            if seen is not None:
-                if seen[0] != request:
-                    raise IdempotencyConflictError(
-                        f"idempotency_key {idempotency_key!r} was already used for another request"
-                    )
-                return from_json(user, loads(seen[1]))
-            record = self._update_in(cur, user, change)
-            cur.execute(
-                self.db.sql(
-                    "INSERT INTO bm_idempotency (project, key, request, result, created_at)"
-                    " VALUES (?, ?, ?, ?, ?)"
-                ),
-                (self.project, idempotency_key, request, to_json(record), time.time()),
-            )
-        self._maybe_prune()
-        return record
-
-    def delete(self, user: str) -> bool:
-        with self.db.write() as cur:
-            cur.execute(
-                self.db.sql("DELETE FROM bm_budgets WHERE project = ? AND user_id = ?"),
-                (self.project, user),
-            )
-            return bool(_rowcount(cur))
-
-    def replace_all(self, records: dict[str, UserRecord]) -> None:
+    # -- whole dicts and housekeeping -------------------------------------------------------------
+    def _replace(self, records: dict[str, UserRecord]) -> None:
         with self.db.write() as cur:
             cur.execute(self.db.sql("DELETE FROM bm_budgets WHERE project = ?"), (self.project,))
             for user, record in records.items():
-                self._upsert(cur, user, record)
+                self.upsert(cur, user, record)
+
+    def replace_all(self, records: dict[str, UserRecord]) -> None:
+        ledger.check_forest(records)
+        self._replace(records)
+
+    def housekeeping(self) -> None:
+        """Forget idempotency keys past the window and holds that ended long ago (every
+        :data:`_PRUNE_EVERY` changes on a database)."""
+        if not self.db.prune_due():
+            return
+        now = time.time()
+        with self.db.write() as cur:
+            cur.execute(
+                self.db.sql("DELETE FROM bm_charge_keys WHERE created_at < ?"),
+                (now - self.idempotency_ttl,),
+            )
+            cur.execute(
+                self.db.sql(
+                    "DELETE FROM bm_hold_levels WHERE hold_id IN (SELECT hold_id FROM bm_holds"
+                    " WHERE project = ? AND expires_at < ?) AND project = ?"
+                ),
+                (self.project, now - HOLD_RETENTION, self.project),
+            )
+            cur.execute(
+                self.db.sql("DELETE FROM bm_holds WHERE project = ? AND expires_at < ?"),
+                (self.project, now - HOLD_RETENTION),
+            )
 
     def close(self) -> None:
         if not self._closed:
             self._closed = True
             self._release()
 
-    # -- housekeeping ----------------------------------------------------------------------------
-    def _maybe_prune(self) -> None:
-        with self._count_lock:
-            self._charges += 1
-            due = self._charges % _PRUNE_EVERY == 1
-        if due:
-            self.prune_idempotency_keys()
 
-    def prune_idempotency_keys(self, older_than: float = IDEMPOTENCY_TTL) -> None:
-        """Forget idempotency keys older than ``older_than`` seconds."""
-        with self.db.write() as cur:
-            cur.execute(
-                self.db.sql("DELETE FROM bm_idempotency WHERE project = ? AND created_at < ?"),
-                (self.project, time.time() - older_than),
-            )
+def statements(script: str) -> list[str]:
+    """The statements of a SQL script without functions (its ``--`` comments dropped)."""
+    text = "\n".join(line.split("--", 1)[0] for line in script.splitlines())
+    return [statement.strip() for statement in text.split(";") if statement.strip()]
+
+
+def _prefixed(prefix: str, columns: str) -> str:
+    return ", ".join(prefix + c.strip() for c in columns.split(","))
+
+
+def _digest(*parts: object) -> bytes:
+    """A fixed-size digest of ``parts`` (which JSON keeps apart unambiguously)."""
+    text = json.dumps(parts, ensure_ascii=False, separators=(",", ":"))
+    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).digest()[:_DIGEST_BYTES]
+
+
+def _nothing() -> None:
+    pass
 
 
 def _plain(value: Any) -> Any:
@@ -305,7 +380,8 @@ def _plain(value: Any) -> Any:
     raise TypeError(f"{type(value).__name__} is not JSON serializable")
 
 
-def _rowcount(cur: Cursor) -> int:
+def rowcount(cur: Cursor) -> int:
+    """Rows the cursor's last statement changed (0 when the driver does not say)."""
     count = getattr(cur, "rowcount", 0)
     return int(count) if isinstance(count, int) else 0
 
@@ -348,3 +424,8 @@ def redact_url(url: str) -> str:
         host += f":{parts.port}"
     netloc = f"{parts.username}:***@{host}" if parts.username else host
     return urlunsplit(parts._replace(netloc=netloc))
+
+
+def one_line(exc: BaseException) -> str:
+    """An exception's message on one line (drivers' messages span several)."""
+    return " ".join(str(exc).split()) or type(exc).__name__

@@ -9,6 +9,18 @@
 -- Every answer is JSON text: {"record": ..., "hold": ..., "rolled": [...], "alerts": [...],
 -- "replayed": bool}, records and holds in the shape of budget_manager/records.py.
 
+-- Drop the functions of any earlier version first: CREATE OR REPLACE cannot rename parameters.
+DO $$
+DECLARE
+    f record;
+BEGIN
+    FOR f IN SELECT p.oid::regprocedure AS signature FROM pg_proc p
+             JOIN pg_namespace n ON n.oid = p.pronamespace
+             WHERE p.proname LIKE 'bm\_%' AND n.nspname = current_schema() LOOP
+        EXECUTE 'DROP FUNCTION ' || f.signature;
+    END LOOP;
+END $$;
+
 CREATE OR REPLACE FUNCTION bm_record_json(b bm_budgets) RETURNS jsonb
 LANGUAGE sql IMMUTABLE AS $$
     SELECT coalesce(b.extra::jsonb, '{}'::jsonb) || jsonb_strip_nulls(jsonb_build_object(
@@ -46,10 +58,11 @@ $$;
 
 -- Refuse a level whose budget is missing, has another parent, or another period definition.
 CREATE OR REPLACE FUNCTION bm_check_level(
-    found boolean, b bm_budgets, i integer, p_users text[], p_periods text[], p_anchors float8[]
+    p_found boolean, b bm_budgets, i integer, p_users text[], p_periods text[],
+    p_anchors float8[]
 ) RETURNS void LANGUAGE plpgsql IMMUTABLE AS $$
 BEGIN
-    IF NOT found THEN
+    IF NOT p_found THEN
         IF i = 1 THEN
             RAISE EXCEPTION USING ERRCODE = 'BM001', MESSAGE = p_users[1];
         END IF;
@@ -119,14 +132,24 @@ DECLARE
     crossed numeric[];
     held numeric;
     seen bytea;
+    claimed boolean;
 BEGIN
     IF p_key IS NOT NULL THEN
-        SELECT request INTO seen FROM bm_charge_keys WHERE id = p_key AND created_at >= p_key_since;
-        IF FOUND THEN
+        -- Claim the key first: a concurrent request with the same key waits here for this
+        -- transaction, then finds the key taken and answers as a repeat.
+        INSERT INTO bm_charge_keys (id, request, created_at) VALUES (p_key, p_request, p_now)
+        ON CONFLICT (id) DO UPDATE SET request = excluded.request, created_at = excluded.created_at
+            WHERE bm_charge_keys.created_at < p_key_since
+        RETURNING true INTO claimed;
+        IF claimed IS NULL THEN
+            SELECT request INTO seen FROM bm_charge_keys WHERE id = p_key;
             IF seen <> p_request THEN
                 RAISE EXCEPTION USING ERRCODE = 'BM005', MESSAGE = 'idempotency key reused';
             END IF;
             SELECT * INTO b FROM bm_budgets WHERE project = p_project AND user_id = p_users[1];
+            IF NOT FOUND THEN
+                RAISE EXCEPTION USING ERRCODE = 'BM001', MESSAGE = p_users[1];
+            END IF;
             RETURN jsonb_build_object('record', bm_record_json(b), 'replayed', true)::text;
         END IF;
     END IF;
@@ -167,10 +190,6 @@ BEGIN
             first := bm_record_json(b);
         END IF;
     END LOOP;
-    IF p_key IS NOT NULL THEN
-        INSERT INTO bm_charge_keys (id, request, created_at) VALUES (p_key, p_request, p_now)
-        ON CONFLICT (id) DO UPDATE SET request = excluded.request, created_at = excluded.created_at;
-    END IF;
     RETURN jsonb_build_object('record', first, 'rolled', to_jsonb(rolled), 'alerts', alerts)::text;
 END $$;
 

@@ -47,3 +47,13 @@ CREATE TABLE IF NOT EXISTS bm_hold_levels (
     expires_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (project, level_user, hold_id)
 );
+
+-- Idempotency keys of charges: fixed-size digests, kept for the idempotency window.
+CREATE TABLE IF NOT EXISTS bm_charge_keys (
+    id BYTEA NOT NULL PRIMARY KEY,
+    request BYTEA NOT NULL,
+    created_at DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS bm_charge_keys_age ON bm_charge_keys (created_at);
+-- The first release kept a whole record per key, without bound: superseded.
+DROP TABLE IF EXISTS bm_idempotency;
