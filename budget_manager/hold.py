@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
 from .records import HoldRecord
@@ -22,10 +23,18 @@ class Hold:
     """
 
     def __init__(
-        self, manager: BudgetManager, record: HoldRecord, max_tokens: int | None = None
+        self,
+        manager: BudgetManager,
+        record: HoldRecord,
+        max_tokens: int | None = None,
+        *,
+        detached: bool = False,
     ) -> None:
         self._manager = manager
         self.record = record
+        #: taken while the store was unreachable (``on_store_error="open"``): it holds nothing,
+        #: and its settle is a charge
+        self.detached = detached
         #: the ``max_tokens`` to send: the one given, or with ``max_tokens="fit"`` the largest
         #: whose worst case the budget could still hold
         self.max_tokens = max_tokens
@@ -56,7 +65,11 @@ class Hold:
         return self.record.expires_at
 
     def settle(
-        self, completion_obj: Any = None, *, cost: float | None = None, model: str | None = None
+        self,
+        completion_obj: Any = None,
+        *,
+        cost: float | Decimal | None = None,
+        model: str | None = None,
     ) -> float:
         """Record the call's actual cost (``cost``, or priced from ``completion_obj``; the held
         amount when given neither) and free the rest. Settling again changes nothing and returns

@@ -42,7 +42,7 @@ from .errors import (
 from .events import Alert
 from .money import ZERO
 from .records import MAX_MODELS, HoldRecord, UserRecord
-from .windows import Window
+from .windows import Window, window_of
 
 #: Most levels in a hierarchy: a user and up to three ancestors.
 MAX_LEVELS = 4
@@ -139,6 +139,15 @@ def chain(read: Callable[[str], UserRecord | None], user: str) -> list[UserRecor
         found.append(record)
         name = record.parent
     return found
+
+
+def as_of(record: UserRecord, now: float) -> UserRecord:
+    """The record as it reads at ``now``: a period that has ended reads as reset."""
+    if not record.is_due(now):
+        return record
+    viewed = record.copy()
+    _advance(viewed, window_of(viewed, now))
+    return viewed
 
 
 # -- budgets -------------------------------------------------------------------------------------

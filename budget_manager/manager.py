@@ -6,21 +6,31 @@ import logging
 import math
 import os
 import time
+import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
 from . import costs, names, periods, records
 from .completion import send
-from .costs.worst_case import worst_case
-from .errors import BudgetExceededError, InvalidInputError, UnknownModelError, UnknownUserError
+from .costs.worst_case import WorstCase, worst_case
+from .deferred import DeferredCosts
+from .errors import (
+    BudgetExceededError,
+    InvalidInputError,
+    StoreUnavailableError,
+    UnknownModelError,
+    UnknownUserError,
+)
 from .events import Listener
 from .hold import Hold
 from .money import ZERO, to_float, to_money
-from .operations import DEFAULT_TTL, RETRIES, Operations
-from .records import STORE_ERROR_POLICIES, UNKNOWN_MODEL_POLICIES, UserRecord
+from .operations import DEFAULT_TTL, RETRIES, Ledger, Operations
+from .records import STORE_ERROR_POLICIES, UNKNOWN_MODEL_POLICIES, HoldRecord, UserRecord
 from .response import ModelResponse
 from .stores import BudgetStore, JsonFileStore, adoptable_paths, default_path, store_from_url
+from .stores.hosted import HostedStore
+from .stores.memory import MemoryStore
 from .stream import CompletionStream
 from .windows import window_of
 
@@ -49,10 +59,11 @@ class BudgetManager:
         headers: dict[str, str] | None = None,
         *,
         path: str | os.PathLike[str] | None = None,
-        store: str | BudgetStore | None = None,
+        store: str | BudgetStore | HostedStore | None = None,
         clock: Clock | None = None,
         on_unknown_model: Literal["refuse", "allow"] = "refuse",
         on_store_error: Literal["closed", "open"] = "closed",
+        outbox_dir: str | os.PathLike[str] | None = None,
         **options: Any,
     ) -> None:
         names.check(project_name, "project_name")
@@ -66,26 +77,40 @@ class BudgetManager:
         self.headers = dict(headers) if headers else {"Content-Type": "application/json"}
         self._clock: Clock = clock or time.time
         self._store = self._open_store(path, store, options)
-        self._ops = Operations(self._store, self._clock)
+        if isinstance(self._store, HostedStore):
+            self._ops: Ledger = self._store
+            where = self._store.api_base
+        else:
+            self._ops = Operations(self._store, self._clock)
+            where = repr(self._store)
+        #: charges carry idempotency keys where an answer can be lost on the way back
+        self._keyed = not isinstance(self._store, (JsonFileStore, MemoryStore))
+        self._deferred = DeferredCosts(where, project_name, outbox_dir)
+        self._known: dict[str, UserRecord] = {}  # the last record seen of each user
+        self._deliver()
 
     def _open_store(
-        self, path: str | os.PathLike[str] | None, store: str | BudgetStore | None, options: Any
-    ) -> BudgetStore:
-        if isinstance(store, BudgetStore):
+        self,
+        path: str | os.PathLike[str] | None,
+        store: str | BudgetStore | HostedStore | None,
+        options: Any,
+    ) -> BudgetStore | HostedStore:
+        if isinstance(store, (BudgetStore, HostedStore)):
             return store
-        if store is not None:
-            return store_from_url(store, self.project_name, **options)
-        if self.client_type == "hosted":
-            from .stores.hosted import HostedStore
-
-            api_base = self.api_base or os.environ.get(API_BASE_ENV)
+        if store is not None and not store.lower().startswith(("http://", "https://")):
+            opened: BudgetStore = store_from_url(store, self.project_name, **options)
+            return opened
+        if store is not None or self.client_type == "hosted":
+            api_base = store or self.api_base or os.environ.get(API_BASE_ENV)
             if not api_base:
                 raise InvalidInputError(
                     f'client_type="hosted" needs api_base= (or {API_BASE_ENV}): the URL of the '
                     "budget service, e.g. http://127.0.0.1:8000"
                 )
             self.api_base = api_base
-            return HostedStore(api_base, self.project_name, headers=self.headers, **options)
+            return HostedStore(
+                api_base, self.project_name, headers=self.headers, clock=self._clock, **options
+            )
         if path is not None:
             return JsonFileStore(path, **options)
         # A LiteLLM user switching imports keeps the budgets LiteLLM kept in user_cost.json.
@@ -93,7 +118,7 @@ class BudgetManager:
         return JsonFileStore(default_path(self.project_name), **options)
 
     @property
-    def store(self) -> BudgetStore:
+    def store(self) -> BudgetStore | HostedStore:
         """Where this manager keeps its budgets."""
         return self._store
 
@@ -103,6 +128,27 @@ class BudgetManager:
         if record is None:
             raise UnknownUserError(user, self.project_name)
         return record
+
+    def _deliver(self) -> None:
+        """Deliver costs kept while the store was unreachable (nothing to do, mostly)."""
+        if self._deferred.waiting:
+            self._deferred.deliver(self._ops)
+
+    def _unreachable_policy(self, user: str) -> str:
+        known = self._known.get(user)
+        policy = known.on_store_error if known is not None else None
+        return policy or self.on_store_error
+
+    def _kept(self, user: str, error: StoreUnavailableError) -> dict[str, Any]:
+        """The answer to a cost kept for later: the user's record as it will be, if known."""
+        known = self._known.get(user)
+        logger.warning("%s; the cost was kept in %s to deliver later", error, self._deferred.path)
+        if known is None:
+            raise StoreUnavailableError(
+                f"{error}; the cost was kept in {self._deferred.path} and will be delivered "
+                "when the store is back"
+            ) from error
+        return {"user": self._deferred.estimate(user, known).to_public()}
 
     # -- the documented API --------------------------------------------------------------------
     def create_budget(
@@ -166,8 +212,15 @@ class BudgetManager:
         """
         user = _user(user)
         model, cost = self._cost(completion_obj, model, input_text, output_text)
-        record = self._ops.charge(user, model, cost).record
+        key = uuid.uuid4().hex if self._keyed else None
+        self._deliver()
+        try:
+            record = self._ops.charge(user, model, cost, key=key).record
+        except StoreUnavailableError as exc:
+            self._deferred.keep_charge(user, model, cost, key, self._clock())
+            return self._kept(user, exc)
         assert record is not None
+        self._known[user] = record
         return {"user": record.to_public()}
 
     def _cost(
@@ -213,8 +266,15 @@ class BudgetManager:
         self._ops.roll_all()
 
     def save_data(self) -> dict[str, Any]:
-        """Persist everything in the store's canonical form; ``{"status": "success"}``."""
-        return self._ops.save()
+        """Persist everything in the store's canonical form; ``{"status": "success"}``, or, while
+        costs kept during an outage wait undelivered, ``{"status": "pending", "pending": n, ...}``
+        (with ``dead_letter`` and ``dead_letter_path`` when the store refused some for good)."""
+        self._deliver()
+        try:
+            answer = self._ops.save()
+        except StoreUnavailableError as exc:
+            answer = {"status": "error", "message": str(exc)}
+        return self._deferred.report(answer)
 
     # -- holds ---------------------------------------------------------------------------------
     def reserve(
@@ -237,8 +297,41 @@ class BudgetManager:
         output price. ``max_tokens="fit"`` holds what the budget can still buy and sets
         ``hold.max_tokens`` to the largest ``max_tokens`` that fits. The hold lapses after
         ``ttl`` seconds unless settled or released; ``hold_id`` makes taking it idempotent.
+
+        When the store cannot be reached, the budget's ``on_store_error`` policy decides:
+        ``"closed"`` raises StoreUnavailableError; ``"open"`` hands out a hold the store does
+        not know of (with a warning), whose settle is charged when the store is back.
         """
         user = _user(user)
+        self._deliver()
+        try:
+            return self._reserve(user, amount, model, messages, max_tokens, ttl, hold_id)
+        except StoreUnavailableError as exc:
+            if self._unreachable_policy(user) == "closed":
+                raise
+            logger.warning("%s; the call goes ahead unchecked (on_store_error='open')", exc)
+            now = self._clock()
+            detached = HoldRecord(
+                hold_id=hold_id or uuid.uuid4().hex,
+                user=user,
+                amount=to_money(amount, "amount") if amount is not None else ZERO,
+                levels=((user, None),),
+                expires_at=now + ttl,
+                created_at=now,
+                model=model,
+            )
+            return Hold(self, detached, None if max_tokens == "fit" else max_tokens, detached=True)
+
+    def _reserve(
+        self,
+        user: str,
+        amount: float | None,
+        model: str | None,
+        messages: Iterable[Mapping[str, Any]] | None,
+        max_tokens: int | Literal["fit"] | None,
+        ttl: float,
+        hold_id: str | None,
+    ) -> Hold:
         if amount is not None:
             record = self._ops.hold(
                 user, to_money(amount, "amount"), ttl=ttl, hold_id=hold_id, model=model
@@ -268,9 +361,9 @@ class BudgetManager:
         assert held is not None
         return Hold(self, held, max_tokens)
 
-    def _reserve_fit(self, user: str, worst: Any, ttl: float, hold_id: str | None) -> Hold:
+    def _reserve_fit(self, user: str, worst: WorstCase, ttl: float, hold_id: str | None) -> Hold:
         for _ in range(RETRIES):
-            available = self._available(user)
+            available = self._ops.available(user)
             fits = worst.fit(available)
             if fits < 1:
                 raise BudgetExceededError(
@@ -290,13 +383,6 @@ class BudgetManager:
             return Hold(self, held, fits)
         raise BudgetExceededError(0.0, 0.0, f"the budget of {user!r} kept shrinking", user=user)
 
-    def _available(self, user: str) -> Decimal:
-        """What the user could still hold: the least that any budget of its chain has left."""
-        now = self._clock()
-        chain = self._store.chain(user)
-        left = [r.total_budget - r.spent(now) - self._held(n) for n, r in _named(user, chain)]
-        return max(min(left), ZERO)
-
     def _priced(self, user: str, model: str) -> bool:
         """Whether ``model`` has a price; UnknownModelError unless the budget allows it."""
         if costs.has_price(model):
@@ -307,7 +393,9 @@ class BudgetManager:
         logger.warning("%s has no price: held and charged as 0 for %r", model, user)
         return False
 
-    def _settle(self, hold: Hold, response: Any, cost: float | None, model: str | None) -> float:
+    def _settle(
+        self, hold: Hold, response: Any, cost: float | Decimal | None, model: str | None
+    ) -> float:
         if cost is not None:
             amount = to_money(cost, "cost")
         elif response is not None:
@@ -320,6 +408,8 @@ class BudgetManager:
         return to_float(outcome.hold.settled)
 
     def _release(self, hold: Hold) -> None:
+        if hold.detached:
+            return
         outcome = self._ops.release(hold.id)
         if outcome.hold is not None:
             hold.record = outcome.hold
@@ -350,7 +440,7 @@ class BudgetManager:
                 model,
                 messages,
                 kwargs,
-                on_cost=lambda amount: hold.settle(cost=amount),
+                on_cost=lambda amount: _ignore(hold.settle(cost=amount)),
                 priced=costs.has_price(model),
             )
         except BaseException:
@@ -387,7 +477,7 @@ class BudgetManager:
 
     def on_event(self, listener: Listener) -> None:
         """Call ``listener(event)`` after every change this manager makes."""
-        self._ops.flows.subscribe(listener)
+        self._ops.subscribe(listener)
 
     @property
     def user_dict(self) -> dict[str, dict[str, Any]]:
@@ -426,7 +516,7 @@ def _policy(value: object, what: str) -> str:
     allowed = UNKNOWN_MODEL_POLICIES if what == "on_unknown_model" else STORE_ERROR_POLICIES
     if value not in allowed:
         raise InvalidInputError(f"{what} must be one of {allowed}, got {value!r}")
-    return value  # type: ignore[return-value]
+    return str(value)
 
 
 def _count(value: object, what: str) -> int:
@@ -435,7 +525,5 @@ def _count(value: object, what: str) -> int:
     return value
 
 
-def _named(user: str, chain: list[UserRecord]) -> list[tuple[str, UserRecord]]:
-    """``chain`` (a user's record and its ancestors') with each budget's name."""
-    found = [user] + [r.parent for r in chain[:-1] if r.parent is not None]
-    return list(zip(found, chain, strict=True))
+def _ignore(_: object) -> None:
+    """Drop a value (a callback must return None)."""

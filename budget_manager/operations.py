@@ -17,7 +17,7 @@ import threading
 import uuid
 from collections.abc import Callable, Generator, Sequence
 from decimal import Decimal
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, NamedTuple, Protocol, TypeVar
 
 from . import money, names
 from .errors import InvalidInputError, StoreError, UnknownUserError
@@ -40,6 +40,32 @@ DEFAULT_TTL = 300.0
 CACHE_LIMIT = 100_000
 
 
+class Ledger(Protocol):
+    """The operations a manager performs: :class:`Operations` over a store, or a client of a
+    budget service that performs them itself."""
+
+    def subscribe(self, listener: Listener) -> None: ...
+    def get(self, user: str) -> UserRecord | None: ...
+    def users(self) -> list[str]: ...
+    def records(self) -> dict[str, UserRecord]: ...
+    def holds(self, user: str | None = None) -> list[HoldRecord]: ...
+    def available(self, user: str) -> Decimal: ...
+    def put(self, user: str, record: UserRecord) -> UserRecord: ...
+    def delete(self, user: str) -> bool: ...
+    def charge(self, user: str, model: str | None, amount: Decimal, **options: Any) -> Outcome: ...
+    def hold(self, user: str, amount: Decimal, **options: Any) -> Outcome: ...
+    def settle(
+        self, hold_id: str, amount: Decimal, model: str | None = None, **options: Any
+    ) -> Outcome: ...
+    def release(self, hold_id: str) -> Outcome: ...
+    def reset(self, user: str) -> UserRecord: ...
+    def roll(self, user: str) -> UserRecord | None: ...
+    def roll_all(self) -> int: ...
+    def replace_all(self, records: dict[str, UserRecord]) -> None: ...
+    def save(self) -> dict[str, Any]: ...
+    def close(self) -> None: ...
+
+
 class Call(NamedTuple):
     """One store method call a flow needs: ``store.<method>(*args, **kwargs)``."""
 
@@ -51,18 +77,12 @@ class Call(NamedTuple):
 Flow = Generator[Call, Any, T]
 
 
-class Flows:
-    """The operations, as flows; shared by the sync and asyncio drivers."""
+class Announcer:
+    """Listeners of changes, and the one way an :class:`Event` is made from an outcome."""
 
-    def __init__(self, clock: Clock, thresholds: Sequence[Decimal] = ()) -> None:
-        self.clock = clock
-        self.thresholds: tuple[Decimal, ...] = tuple(thresholds)
+    def __init__(self) -> None:
         self.listeners: list[Listener] = []
-        self._levels: dict[str, tuple[Level, ...]] = {}  # user -> levels last computed
-        self._models: set[str] = set()  # model names already found valid
-        self._cache_lock = threading.Lock()
 
-    # -- events --------------------------------------------------------------------------------
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(event)`` after every change made through this layer."""
         self.listeners.append(listener)
@@ -74,7 +94,7 @@ class Flows:
             except Exception:  # the change happened: a listener's failure must not undo it
                 logger.exception("event listener %r failed on %s", listener, event.kind)
 
-    def _announce(
+    def announce(
         self,
         kind: EventKind,
         user: str,
@@ -86,6 +106,7 @@ class Flows:
         hold_id: str | None = None,
         tokens: dict[str, int] | None = None,
     ) -> None:
+        """Emit the event of one change (none for an idempotent repeat, or without listeners)."""
         if not self.listeners or (outcome is not None and outcome.replayed):
             return
         record = outcome.record if outcome is not None else None
@@ -106,6 +127,18 @@ class Flows:
                 tokens=tokens,
             )
         )
+
+
+class Flows(Announcer):
+    """The operations, as flows; shared by the sync and asyncio drivers."""
+
+    def __init__(self, clock: Clock, thresholds: Sequence[Decimal] = ()) -> None:
+        super().__init__()
+        self.clock = clock
+        self.thresholds: tuple[Decimal, ...] = tuple(thresholds)
+        self._levels: dict[str, tuple[Level, ...]] = {}  # user -> levels last computed
+        self._models: set[str] = set()  # model names already found valid
+        self._cache_lock = threading.Lock()
 
     # -- levels --------------------------------------------------------------------------------
     def levels(self, user: str, now: float) -> Flow[tuple[Level, ...]]:
@@ -160,7 +193,7 @@ class Flows:
             names.check(record.parent, "parent")
         stored: UserRecord = yield Call("put", (user, record))
         self.forget()
-        self._announce("create", user, self.clock(), Outcome(stored), amount=record.total_budget)
+        self.announce("create", user, self.clock(), Outcome(stored), amount=record.total_budget)
         return stored
 
     def delete(self, user: str) -> Flow[bool]:
@@ -168,7 +201,7 @@ class Flows:
         existed: bool = yield Call("delete", (user,))
         self.forget()
         if existed:
-            self._announce("delete", user, self.clock())
+            self.announce("delete", user, self.clock())
         return existed
 
     def charge(
@@ -193,7 +226,7 @@ class Flows:
             (model, amount, now, limit_check, key, self.thresholds),
         )
         if self.listeners:
-            self._announce("charge", user, now, outcome, amount=amount, model=model, tokens=tokens)
+            self.announce("charge", user, now, outcome, amount=amount, model=model, tokens=tokens)
         return outcome
 
     def hold(
@@ -219,7 +252,7 @@ class Flows:
             "hold",
             (hold_id, amount, now + ttl, now, model, limit_check),
         )
-        self._announce("hold", user, now, outcome, amount=amount, model=model, hold_id=hold_id)
+        self.announce("hold", user, now, outcome, amount=amount, model=model, hold_id=hold_id)
         return outcome
 
     def settle(
@@ -247,13 +280,13 @@ class Flows:
                 hold.amount,
             )
         user = hold.user if hold is not None else ""
-        self._announce(
+        self.announce(
             "settle",
             user,
             self.clock(),
             outcome,
             amount=amount,
-            model=model or (hold and hold.model),
+            model=model or (hold.model if hold is not None else None),
             hold_id=hold_id,
             tokens=tokens,
         )
@@ -264,13 +297,13 @@ class Flows:
         names.check(hold_id, "hold_id")
         outcome: Outcome = yield Call("release", (hold_id,))
         user = outcome.hold.user if outcome.hold is not None else ""
-        self._announce("release", user, self.clock(), outcome, hold_id=hold_id)
+        self.announce("release", user, self.clock(), outcome, hold_id=hold_id)
         return outcome
 
     def reset(self, user: str) -> Flow[UserRecord]:
         names.check(user, "user")
         outcome: Outcome = yield Call("reset", (user,))
-        self._announce("reset", user, self.clock(), outcome)
+        self.announce("reset", user, self.clock(), outcome)
         assert outcome.record is not None
         return outcome.record
 
@@ -280,7 +313,7 @@ class Flows:
         now = self.clock()
         outcome: Outcome = yield from self._leveled(user, now, "roll", ())
         if outcome.rolled:
-            self._announce("roll", user, now, outcome)
+            self.announce("roll", user, now, outcome)
         return outcome.record
 
     def roll_all(self) -> Flow[int]:
@@ -293,7 +326,7 @@ class Flows:
                 outcome: Outcome = yield Call("roll", (((user, window_of(record, now)),),))
                 count += len(outcome.rolled)
                 if outcome.rolled:
-                    self._announce("roll", user, now, outcome)
+                    self.announce("roll", user, now, outcome)
         return count
 
 
@@ -327,6 +360,10 @@ class Operations:
         except StopIteration as done:
             return done.value  # type: ignore[no-any-return]
 
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(event)`` after every change made through this layer."""
+        self.flows.subscribe(listener)
+
     # -- reads: straight from the store ---------------------------------------------------------
     def get(self, user: str) -> UserRecord | None:
         return self.store.get(names.check(user, "user"))
@@ -341,6 +378,21 @@ class Operations:
         """Open, unexpired holds (those against ``user``'s budget, if given)."""
         now = self.flows.clock()
         return [h for h in self.store.holds(user) if h.holds_at(now)]
+
+    def available(self, user: str) -> Decimal:
+        """What the user could hold now: the least any budget of its chain has left after its
+        settled spend and open holds (never below zero)."""
+        now = self.flows.clock()
+        chain = self.store.chain(names.check(user, "user"))
+        budgets = [user] + [r.parent for r in chain[:-1] if r.parent is not None]
+        left = []
+        for name, record in zip(budgets, chain, strict=True):
+            held = money.ZERO
+            for hold in self.store.holds(name):
+                if hold.holds_at(now):
+                    held = money.add(held, hold.amount)
+            left.append(record.total_budget - record.spent(now) - held)
+        return max(min(left), money.ZERO)
 
     # -- changes --------------------------------------------------------------------------------
     def put(self, user: str, record: UserRecord) -> UserRecord:

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any
 
 from . import money, names, periods
-from .errors import CorruptStoreError, InvalidInputError, TooManyModelsError
+from .errors import CorruptStoreError, InvalidInputError
 from .money import ZERO
 from .periods import Period
 
@@ -178,7 +178,7 @@ class UserRecord:
 _new_record = object.__new__
 
 
-# -- ledger operations (pure: they change only the record given) ---------------------------
+# -- new records --------------------------------------------------------------------------------
 def new_record(
     total_budget: Decimal,
     period: Period | None,
@@ -197,55 +197,6 @@ def new_record(
     )
     record._period_end = period_end
     return record
-
-
-def roll(record: UserRecord, now: float) -> bool:
-    """Start the period containing ``now`` if the current one has ended; True if it did."""
-    if not record.is_due(now):
-        return False
-    assert record.period is not None
-    start, end = periods.period_bounds(record.period, record.anchor, now)
-    record.current_cost = ZERO
-    record.model_cost = None
-    record.last_updated_at = start
-    record._period_end = end
-    return True
-
-
-def charge(
-    record: UserRecord,
-    model: str | None,
-    amount: Decimal,
-    now: float,
-    max_models: int = MAX_MODELS,
-) -> None:
-    """Add ``amount`` to the record's spend (after rolling its period) and to ``model``'s share.
-
-    A model new to the breakdown must be an acceptable model name, and the breakdown may hold
-    at most ``max_models`` models: InvalidInputError otherwise, with the record unchanged.
-    """
-    roll(record, now)
-    if model is None:
-        record.current_cost = money.add(record.current_cost, amount)
-        return
-    breakdown = record.model_cost if record.model_cost is not None else {}
-    if model not in breakdown:
-        names.check_model(model)
-        if len(breakdown) >= max_models:
-            raise TooManyModelsError(
-                f"model {names.shown(model)} would be distinct model number "
-                f"{len(breakdown) + 1} of this budget's period; the cap is {max_models}",
-                field="model",
-            )
-    record.current_cost = money.add(record.current_cost, amount)
-    breakdown[model] = money.add(breakdown.get(model, ZERO), amount)
-    record.model_cost = breakdown
-
-
-def reset(record: UserRecord) -> None:
-    """Zero the record's spend and per-model breakdown."""
-    record.current_cost = ZERO
-    record.model_cost = None
 
 
 # -- JSON ------------------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import time
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack, contextmanager
@@ -16,7 +17,7 @@ import pytest
 from budget_manager import BudgetManager
 
 #: Every store; those that share state between processes also run the multi-process tests.
-STORES = ["memory", "json", "sqlite", "postgresql"]  # + "redis", "hosted" as they are ported
+STORES = ["memory", "json", "sqlite", "postgresql", "hosted"]  # + "redis" once merged
 SHARED = [s for s in STORES if s != "memory"]
 REDIS_URL = os.environ.get("BUDGET_MANAGER_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -43,8 +44,11 @@ def redis_available() -> str | None:
 
 
 @contextmanager
-def store_url(kind: str, folder: Path) -> Iterator[str]:
-    """A fresh, empty store of ``kind``: the URL a user would pass as ``store=``."""
+def store_url(
+    kind: str, folder: Path, clock: Callable[[], float] = time.time
+) -> Iterator[str]:
+    """A fresh, empty store of ``kind``: the URL a user would pass as ``store=`` (the service
+    runs on ``clock``)."""
     if kind == "memory":
         yield "memory://"
     elif kind == "json":
@@ -62,7 +66,7 @@ def store_url(kind: str, folder: Path) -> Iterator[str]:
     elif kind == "hosted":
         from _service import ThreadServer
 
-        server = ThreadServer(store_url=f"sqlite:///{folder}/service.db")
+        server = ThreadServer(store_url=f"sqlite:///{folder}/service.db", clock=clock)
         server.start()
         try:
             yield server.url
@@ -75,12 +79,16 @@ def store_url(kind: str, folder: Path) -> Iterator[str]:
 class Backend:
     """Opens managers on one fresh store; closes them all at the end."""
 
-    def __init__(self, kind: str, url: str) -> None:
+    def __init__(self, kind: str) -> None:
         self.kind = kind
-        self.url = url
+        self.url = ""
+        self.clock: Callable[[], float] = time.time  # the service's, for a hosted store
         self._open: list[BudgetManager] = []
 
     def manager(self, project: str = "contract", **options: Any) -> BudgetManager:
+        """A manager on the store (a ``clock=`` given here is the service's clock too)."""
+        if "clock" in options:
+            self.clock = options["clock"]
         if self.kind == "memory" and self._open:
             options.setdefault("store", self._open[0].store)  # one process: share the store
         if self.kind == "hosted":
@@ -102,7 +110,7 @@ class Backend:
 @contextmanager
 def backend(kind: str, folder: Path) -> Iterator[Backend]:
     with ExitStack() as stack:
-        url = stack.enter_context(store_url(kind, folder))
-        opened = Backend(kind, url)
+        opened = Backend(kind)
+        opened.url = stack.enter_context(store_url(kind, folder, lambda: opened.clock()))
         stack.callback(opened.close)
         yield opened

@@ -1,9 +1,10 @@
-"""The FastAPI app: LiteLLM's ``/get_budget`` and ``/set_budget`` plus atomic per-user
-operations under ``/v1/projects/{project}/users/{user}``."""
+"""The FastAPI app: LiteLLM's ``/get_budget`` and ``/set_budget`` plus the operations layer's
+atomic operations under ``/v1/projects/{project}`` (users, costs, holds)."""
 
 from __future__ import annotations
 
 import functools
+import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -13,13 +14,14 @@ from fastapi import APIRouter, Depends, FastAPI, Path, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 
-from .. import __version__, periods, records
+from .. import __version__, ledger, names, periods, records
 from ..errors import CorruptStoreError, InvalidInputError, UnknownUserError
-from ..records import MAX_MODELS, UserRecord
-from ..stores import BudgetStore
+from ..money import ZERO
+from ..operations import Operations
+from ..records import MAX_MODELS, UserRecord, hold_from_json, loads
 from ..stores.sql import IDEMPOTENCY_TTL
 from . import errors, paths
-from .answers import user_body, user_dict_body
+from .answers import holds_body, outcome_body, user_body, user_dict_body
 from .auth import ApiKeys, AuthMiddleware, allowed
 from .errors import ERROR_RESPONSES, FieldError, ForbiddenProjectError
 from .fastlane import CostFastLane
@@ -35,15 +37,20 @@ from .schemas import (
     ErrorBody,
     GetBudgetRequest,
     HealthOut,
+    HoldIn,
+    HoldOut,
+    HoldsOut,
     Name,
+    RolledOut,
     SetBudgetRequest,
+    SettleIn,
     StatusOut,
     UserOut,
     UsersOut,
     depth,
 )
 
-API_VERSION = 1
+API_VERSION = 2
 OPERATIONS = [
     "get_user",
     "list_users",
@@ -51,9 +58,12 @@ OPERATIONS = [
     "add_cost",
     "reset",
     "roll",
+    "roll_all",
     "delete_user",
     "within_budget",
     "idempotency_key",
+    "holds",
+    "hierarchy",
 ]
 _NAME_HELP = "percent-encoded in the path; any name without control characters"
 ProjectName = Annotated[Name, Path(description=f"the project, {_NAME_HELP}")]
@@ -67,6 +77,9 @@ def _json(body: str | bytes) -> Response:
 
 def _user_json(user: str, record: UserRecord) -> Response:
     return _json(user_body(user, record))
+
+
+HoldId = Annotated[Name, Path(description=f"the hold, {_NAME_HELP}")]
 
 
 def create_app(
@@ -97,6 +110,7 @@ def create_app(
         keys = ApiKeys.parse(api_keys)
     stores = Stores(
         store_url,
+        clock=clock,
         max_projects=max_projects,
         max_models=max_models,
         idempotency_ttl=idempotency_ttl,
@@ -120,17 +134,18 @@ def create_app(
 
     def view(record: UserRecord) -> UserRecord:
         """The record as of now: a period that has ended reads as reset."""
-        if record.is_due(clock()):
-            record = record.copy()
-            records.roll(record, clock())
-        return record
+        return ledger.as_of(record, clock())
 
-    app.add_middleware(CostFastLane, stores=stores, clock=clock, view=view)
+    def answer(user: str, outcome: ledger.Outcome) -> Response:
+        record = outcome.record
+        return _json(outcome_body(user, outcome, None if record is None else view(record)))
+
+    app.add_middleware(CostFastLane, stores=stores, view=view)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes, timeout=body_timeout)
     app.add_middleware(AuthMiddleware, keys=keys)  # nothing of the app's runs before it
     app.add_middleware(paths.RawPathMiddleware)  # outermost: every part routes on the raw path
 
-    def project_store(request: Request, project: str) -> BudgetStore:
+    def project_store(request: Request, project: str) -> Operations:
         if not allowed(request.scope, project):
             raise ForbiddenProjectError(project)
         return stores.get(project)
@@ -218,8 +233,9 @@ def create_app(
     def put_budget(
         project: ProjectName, user: UserName, body: BudgetIn, request: Request
     ) -> Response:
-        """Create or replace the user's budget (spend starts at zero)."""
-        store = project_store(request, project)
+        """Create or replace the user's budget (spend starts at zero); ``parent`` puts it under
+        another budget of the project, whose limit its costs and holds must fit too."""
+        ops = project_store(request, project)
         period = periods.parse_duration(body.duration)
         start = clock() if body.created_at is None else body.created_at
         if period is not None:
@@ -228,42 +244,111 @@ def create_app(
             except (InvalidInputError, OverflowError, ValueError):
                 raise FieldError("created_at", "puts the budget's periods out of range") from None
         record = records.new_record(body.total_budget, period, start)
-        return _user_json(user, view(store.put(user, record)))
+        record.parent = body.parent
+        record.on_unknown_model = body.on_unknown_model
+        record.on_store_error = body.on_store_error
+        return _user_json(user, view(ops.put(user, record)))
 
     @secured.post(f"{user_path}/cost", response_model=UserOut, tags=["atomic"])
     async def add_cost(
         project: ProjectName, user: UserName, body: CostIn, request: Request
     ) -> Response:
-        """Add a cost to the user's spend, atomically; a repeated ``idempotency_key`` is applied
-        once and answered with the record the first request left."""
-        store = project_store(request, project)
-        record = await stores.run(
+        """Add a cost to the user's spend (and its ancestors'), atomically; a repeated
+        ``idempotency_key`` is applied once. With ``within_budget``, refused with 409 (nothing
+        changed) unless it fits every budget of the chain, open holds counted."""
+        ops = project_store(request, project)
+        outcome = await stores.run(
             functools.partial(
-                store.charge,
+                ops.charge,
                 user,
                 body.model,
                 body.cost,
-                clock(),
-                within_budget=body.within_budget,
-                idempotency_key=body.idempotency_key,
+                limit_check=body.within_budget,
+                key=body.idempotency_key,
             )
         )
-        return _user_json(user, view(record))
+        return answer(user, outcome)
 
     @secured.post(f"{user_path}/reset", response_model=UserOut, tags=["atomic"])
     def reset(project: ProjectName, user: UserName, request: Request) -> Response:
         """Zero the user's spend and per-model breakdown."""
-        return _user_json(user, project_store(request, project).reset(user))
+        return _user_json(user, view(project_store(request, project).reset(user)))
 
     @secured.post(f"{user_path}/roll", response_model=UserOut, tags=["atomic"])
     def roll(project: ProjectName, user: UserName, request: Request) -> Response:
-        """Start the user's current period if the previous one has ended."""
-        return _user_json(user, project_store(request, project).roll(user, clock()))
+        """Start the user's current period (and its ancestors') if the previous one has ended."""
+        record = project_store(request, project).roll(user)
+        if record is None:
+            raise UnknownUserError(user, project)
+        return _user_json(user, view(record))
 
     @secured.delete(user_path, response_model=DeletedOut, tags=["atomic"])
     def delete_user(project: ProjectName, user: UserName, request: Request) -> DeletedOut:
-        """Remove the user's budget."""
+        """Remove the user's budget (refused with 422 while others name it as their parent)."""
         return DeletedOut(deleted=project_store(request, project).delete(user))
+
+    @secured.post(f"{paths.PROJECT}/roll", response_model=RolledOut, tags=["atomic"])
+    def roll_all(project: ProjectName, request: Request) -> RolledOut:
+        """Start the current period of every budget whose period has ended."""
+        return RolledOut(rolled=project_store(request, project).roll_all())
+
+    # -- holds -----------------------------------------------------------------------------------
+    @secured.post(paths.HOLDS, response_model=HoldOut, tags=["holds"])
+    async def take_hold(project: ProjectName, body: HoldIn, request: Request) -> Response:
+        """Hold ``amount`` of the user's budget and every ancestor's for ``ttl`` seconds,
+        atomically: settled spend plus open holds plus this one must fit each, or 409 and
+        nothing held. A repeated ``hold_id`` answers with the hold already taken."""
+        ops = project_store(request, project)
+        outcome = await stores.run(
+            functools.partial(
+                ops.hold,
+                body.user,
+                body.amount,
+                ttl=body.ttl,
+                hold_id=body.hold_id,
+                model=body.model,
+            )
+        )
+        return answer(body.user, outcome)
+
+    @secured.post(f"{paths.HOLD}/settle", response_model=HoldOut, tags=["holds"])
+    async def settle_hold(
+        project: ProjectName, hold_id: HoldId, body: SettleIn, request: Request
+    ) -> Response:
+        """Record the hold's actual cost, in the periods it was taken in, and free it. A second
+        settle changes nothing and answers as the first; a hold that expired is still settled."""
+        ops = project_store(request, project)
+        known = None
+        if body.hold is not None:
+            try:
+                known = hold_from_json(loads(json.dumps(body.hold)))
+            except (CorruptStoreError, ValueError) as exc:
+                raise FieldError("hold", str(exc)) from None
+            if known.hold_id != hold_id:
+                raise FieldError("hold.hold_id", "is not the hold id of the path")
+        outcome = await stores.run(
+            functools.partial(ops.settle, hold_id, body.cost, body.model, known=known)
+        )
+        return answer(outcome.hold.user if outcome.hold else "", outcome)
+
+    @secured.delete(paths.HOLD, response_model=HoldOut, tags=["holds"])
+    def release_hold(project: ProjectName, hold_id: HoldId, request: Request) -> Response:
+        """Free the hold without recording a cost."""
+        outcome = project_store(request, project).release(hold_id)
+        return answer(outcome.hold.user if outcome.hold else "", outcome)
+
+    @secured.get(paths.HOLDS, response_model=HoldsOut, tags=["holds"])
+    def list_holds(project: ProjectName, request: Request, user: str | None = None) -> Response:
+        """Open holds of the project; with ``user``, those against that user's budget (for a
+        parent, the holds of the users below it too), what they hold, and what the user could
+        still hold (``available``: the least any budget of its chain has left)."""
+        ops = project_store(request, project)
+        if user is None:
+            return _json(holds_body(ops.holds(), None, None))
+        names.check(user, "user")
+        holds = ops.holds(user)
+        held = sum((h.amount for h in holds), start=ZERO)
+        return _json(holds_body(holds, str(held), str(ops.available(user))))
 
     app.include_router(secured)
     return app

@@ -19,12 +19,13 @@ from starlette.exceptions import HTTPException
 from ..errors import (
     BudgetExceededError,
     BudgetManagerError,
+    IdempotencyConflictError,
     InvalidInputError,
     StoreError,
     StoreUnavailableError,
+    UnknownHoldError,
     UnknownUserError,
 )
-from ..stores.sql import IdempotencyConflictError
 from .schemas import ErrorBody
 
 logger = logging.getLogger("budget_manager.server")
@@ -54,9 +55,9 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (400, "Unparseable request"),
         (401, "Missing or invalid API key"),
         (403, "The API key may not use this project"),
-        (404, "No such user or route"),
+        (404, "No such user, hold or route"),
         (408, "The request headers or body did not arrive in time"),
-        (409, "Budget would be exceeded, or an idempotency key was reused"),
+        (409, "A budget would be exceeded (`user` names it), or a key or hold id was reused"),
         (413, "Request body too large"),
         (422, "Invalid input; `field` names it"),
         (500, "The database failed (details in the service's log)"),
@@ -65,10 +66,16 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
 }
 
 
-def error(status: int, message: str, field: str | None = None, **headers: str) -> JSONResponse:
-    return JSONResponse(
-        ErrorBody(message=message, field=field).model_dump(), status_code=status, headers=headers
-    )
+def error(
+    status: int,
+    message: str,
+    field: str | None = None,
+    user: str | None = None,
+    **headers: str,
+) -> JSONResponse:
+    body = ErrorBody(message=message, field=field, user=user).model_dump(exclude_none=True)
+    body.setdefault("field", None)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def _location(loc: Sequence[Any]) -> str:
@@ -94,11 +101,13 @@ def answer_for(exc: BaseException) -> JSONResponse:
     if isinstance(exc, ForbiddenProjectError):
         return error(403, str(exc), "project")
     if isinstance(exc, UnknownUserError):
-        return error(404, exc.message, "user")
+        return error(404, exc.message, "user", user=str(exc.user))
+    if isinstance(exc, UnknownHoldError):
+        return error(404, exc.message, "hold_id")
     if isinstance(exc, BudgetExceededError):
-        return error(409, exc.message, "cost")
+        return error(409, exc.message, "cost", user=exc.user)
     if isinstance(exc, IdempotencyConflictError):
-        return error(409, str(exc), "idempotency_key")
+        return error(409, str(exc), exc.field or "idempotency_key")
     if isinstance(exc, InvalidInputError):
         return error(422, str(exc), exc.field or "body")
     if isinstance(exc, RecursionError):

@@ -2,7 +2,7 @@
 dependency machinery (which costs more CPU per request than the database transaction).
 
 It reads names as the routes do (:mod:`.paths`), validates with the same model as the documented
-route and calls the same store operation. A request it does not accept as it stands (a bad name
+route and calls the same operation (:meth:`~budget_manager.operations.Operations.charge`). A request it does not accept as it stands (a bad name
 or body, a project the key may not use) is handed, unchanged, to the app, which answers it the
 documented way; that happens only before the store is called. Once the store has been called,
 the fast lane answers itself, errors included (:func:`.errors.answer_for`), so a charge is never
@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import names
 from ..records import UserRecord
-from .answers import user_body
+from .answers import outcome_body
 from .auth import allowed
 from .errors import answer_for
 from .limits import replay
@@ -35,12 +35,10 @@ class CostFastLane:
         self,
         app: ASGIApp,
         stores: Stores,
-        clock: Callable[[], float],
         view: Callable[[UserRecord], UserRecord],
     ) -> None:
         self.app = app
         self.stores = stores
-        self.clock = clock
         self.view = view
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -73,19 +71,19 @@ class CostFastLane:
         self, project: str, user: str, cost: CostIn, scope: Scope, receive: Receive, send: Send
     ) -> None:
         try:
-            store = self.stores.get(project)
-            record = await self.stores.run(
+            ops = self.stores.get(project)
+            outcome = await self.stores.run(
                 functools.partial(
-                    store.charge,
+                    ops.charge,
                     user,
                     cost.model,
                     cost.cost,
-                    self.clock(),
-                    within_budget=cost.within_budget,
-                    idempotency_key=cost.idempotency_key,
+                    limit_check=cost.within_budget,
+                    key=cost.idempotency_key,
                 )
             )
-            answer = user_body(user, self.view(record))
+            record = outcome.record
+            answer = outcome_body(user, outcome, None if record is None else self.view(record))
         except Exception as exc:  # the store was called: answer here, never run it again
             await answer_for(exc)(scope, receive, send)
             return

@@ -16,8 +16,11 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from .. import names
 
-USERS = "/v1/projects/{project:name}/users"
+PROJECT = "/v1/projects/{project:name}"
+USERS = PROJECT + "/users"
 USER = USERS + "/{user:name}"
+HOLDS = PROJECT + "/holds"
+HOLD = HOLDS + "/{hold_id:name}"
 _COST = re.compile(r"^/v1/projects/([^/]*)/users/([^/]*)/cost$")
 
 

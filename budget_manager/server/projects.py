@@ -1,8 +1,10 @@
-"""The service's stores: one per project, all on one database.
+"""The service's projects: the operations layer over one store per project, all on one
+database.
 
 The database is opened once, when the service starts. A project's store is a light handle on it,
-made on first use and kept in a cache of the most recently used projects, so the memory the
-service holds does not grow with the number of distinct project names it has seen.
+made on first use and kept (with its operations layer) in a cache of the most recently used
+projects, so the memory the service holds does not grow with the number of distinct project
+names it has seen.
 """
 
 from __future__ import annotations
@@ -15,6 +17,8 @@ from typing import Any, TypeVar
 import anyio
 
 from ..errors import InvalidInputError
+from ..events import Listener
+from ..operations import Clock, Operations
 from ..stores import store_from_url
 from ..stores.sql import SqlStore
 from ..stores.sqlite import SqliteDatabase
@@ -27,21 +31,30 @@ HEALTH_PROJECT = "-health-"
 
 
 class Stores:
-    """One store per project on the database ``url``; ``store_options`` go to every store
-    (``max_models``, ``idempotency_ttl``)."""
+    """The operations of each project on the database ``url``, with ``clock``; ``listeners``
+    hear every change; ``store_options`` go to every store (``max_models``,
+    ``idempotency_ttl``)."""
 
     def __init__(
-        self, url: str, *, max_projects: int = DEFAULT_MAX_PROJECTS, **store_options: Any
+        self,
+        url: str,
+        *,
+        clock: Clock,
+        listeners: tuple[Listener, ...] = (),
+        max_projects: int = DEFAULT_MAX_PROJECTS,
+        **store_options: Any,
     ) -> None:
         if isinstance(max_projects, bool) or not isinstance(max_projects, int) or max_projects < 1:
             raise InvalidInputError(
                 f"max_projects must be a positive integer, got {max_projects!r}"
             )
         self.url = url
+        self.clock = clock
+        self.listeners = listeners
         self.max_projects = max_projects
         self._options = store_options
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str, SqlStore] = OrderedDict()
+        self._cache: OrderedDict[str, Operations] = OrderedDict()
         self._root: SqlStore | None = None
         self.inline = isinstance(self._database().db, SqliteDatabase)  # opens the database now
 
@@ -62,19 +75,21 @@ class Stores:
                     root = self._root = opened
         return root
 
-    def get(self, project: str) -> SqlStore:
-        """The store of ``project`` (InvalidInputError if the name is not acceptable)."""
+    def get(self, project: str) -> Operations:
+        """The operations of ``project`` (InvalidInputError if the name is not acceptable)."""
         with self._lock:
-            store = self._cache.get(project)
-            if store is not None:
+            found = self._cache.get(project)
+            if found is not None:
                 self._cache.move_to_end(project)
-                return store
-        store = self._database().sibling(project)
+                return found
+        ops = Operations(self._database().sibling(project), self.clock)
+        for listener in self.listeners:
+            ops.subscribe(listener)
         with self._lock:
-            self._cache[project] = store
+            self._cache[project] = ops
             if len(self._cache) > self.max_projects:
                 self._cache.popitem(last=False)
-        return store
+        return ops
 
     def cached(self) -> int:
         """How many project stores are kept."""

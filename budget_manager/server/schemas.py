@@ -157,6 +157,34 @@ class BudgetIn(BaseModel):
     total_budget: Money
     duration: Duration = None
     created_at: Timestamp | None = None
+    parent: Name | None = Field(default=None, description="the budget above this one")
+    on_unknown_model: Literal["refuse", "allow"] | None = None
+    on_store_error: Literal["closed", "open"] | None = None
+
+
+class HoldIn(BaseModel):
+    """Hold an amount of a user's budget (and its ancestors') for a while."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user: Name
+    amount: Money
+    ttl: float = Field(default=300.0, gt=0, le=7 * 86_400, allow_inf_nan=False)
+    hold_id: Name | None = Field(default=None, description="makes taking the hold idempotent")
+    model: ModelName | None = None
+
+
+class SettleIn(BaseModel):
+    """Record a hold's actual cost."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    cost: Money
+    model: ModelName | None = None
+    hold: dict[str, Any] | None = Field(
+        default=None,
+        description="the hold as taken, for a hold the service has forgotten (long expired)",
+    )
 
 
 class CostIn(BaseModel):
@@ -180,6 +208,7 @@ class ErrorBody(BaseModel):
     status: Literal["error"] = "error"
     message: str
     field: str | None = None
+    user: str | None = Field(default=None, description="the budget concerned, when one is")
 
 
 class RecordOut(BaseModel):
@@ -209,6 +238,44 @@ class UserOut(BaseModel):
     status: Literal["success"] = "success"
     user: str
     data: RecordOut
+
+
+class HoldRecordOut(BaseModel):
+    """A hold (amounts exact, as decimal strings)."""
+
+    hold_id: str
+    user: str
+    amount: str
+    levels: list[list[Any]]
+    expires_at: float
+    created_at: float
+    model: str | None = None
+    state: Literal["open", "settled", "released"]
+    settled: str | None = None
+
+
+class HoldOut(BaseModel):
+    """The answer to an operation on a hold: the hold and its user's record."""
+
+    status: Literal["success"] = "success"
+    user: str
+    data: RecordOut | None = None
+    hold: HoldRecordOut
+    rolled: list[str] = []
+    alerts: list[dict[str, Any]] = []
+    replayed: bool = False
+
+
+class HoldsOut(BaseModel):
+    status: Literal["success"] = "success"
+    holds: list[HoldRecordOut]
+    held: str | None = None
+    available: str | None = None
+
+
+class RolledOut(BaseModel):
+    status: Literal["success"] = "success"
+    rolled: int
 
 
 class UsersOut(BaseModel):

@@ -35,6 +35,17 @@ class MemoryState:
         self._children: dict[str, set[str]] = {}
         self._by_level: dict[str, set[str]] = {}
 
+    def copy(self) -> MemoryState:
+        """A copy to change without changing this one (records and holds are never changed in
+        place, so the dictionaries are copied, not what they hold)."""
+        clone = MemoryState()
+        clone.records = dict(self.records)
+        clone.holds = dict(self.holds)
+        clone.keys = dict(self.keys)
+        clone._children = {k: set(v) for k, v in self._children.items()}
+        clone._by_level = {k: set(v) for k, v in self._by_level.items()}
+        return clone
+
     # -- LedgerState -----------------------------------------------------------------------------
     def record(self, user: str) -> UserRecord | None:
         return self.records.get(user)
