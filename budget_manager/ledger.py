@@ -467,14 +467,19 @@ def _spend(record: UserRecord, model: str | None, amount: Decimal, max_models: i
     if model not in breakdown:
         names.check_model(model)
         if len(breakdown) >= max_models:
-            raise TooManyModelsError(
-                f"model {names.shown(model)} would be distinct model number "
-                f"{len(breakdown) + 1} of this budget's period; the cap is {max_models}",
-                field="model",
-            )
+            raise too_many_models(model, max_models)
     record.current_cost = money.add(record.current_cost, amount)
     breakdown[model] = money.add(breakdown.get(model, ZERO), amount)
     record.model_cost = breakdown
+
+
+def too_many_models(model: str, max_models: int) -> TooManyModelsError:
+    """The error for a model that would take a budget's breakdown past ``max_models``."""
+    return TooManyModelsError(
+        f"model {names.shown(model)} would be distinct model number {max_models + 1} of this "
+        f"budget's period; the cap is {max_models}",
+        field="model",
+    )
 
 
 def _crossings(

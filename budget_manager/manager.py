@@ -29,7 +29,7 @@ from .operations import DEFAULT_TTL, RETRIES, Ledger, Operations
 from .records import STORE_ERROR_POLICIES, UNKNOWN_MODEL_POLICIES, HoldRecord, UserRecord
 from .response import ModelResponse
 from .stores import BudgetStore, JsonFileStore, adoptable_paths, default_path, store_from_url
-from .stores.hosted import HostedStore
+from .stores.hosted import HostedStore, ServiceAuthError
 from .stores.memory import MemoryStore
 from .stream import CompletionStream
 from .windows import window_of
@@ -124,9 +124,13 @@ class BudgetManager:
 
     # -- helpers -------------------------------------------------------------------------------
     def _record(self, user: str) -> UserRecord:
+        """The user's record, with the costs kept during an outage (not yet in the store)."""
         record = self._ops.get(_user(user))
         if record is None:
             raise UnknownUserError(user, self.project_name)
+        self._known[user] = record
+        if self._deferred.waiting:
+            return self._deferred.estimate(user, record)
         return record
 
     def _deliver(self) -> None:
@@ -139,15 +143,21 @@ class BudgetManager:
         policy = known.on_store_error if known is not None else None
         return policy or self.on_store_error
 
-    def _kept(self, user: str, error: StoreUnavailableError) -> dict[str, Any]:
-        """The answer to a cost kept for later: the user's record as it will be, if known."""
+    def _kept(
+        self, user: str, model: str | None, cost: Decimal, error: StoreUnavailableError
+    ) -> dict[str, Any]:
+        """The answer to a cost kept for later: the user's record as it will be, if this manager
+        has seen the user; else (or when the store refuses this client's credentials) an error
+        that names the cost and says it was kept."""
+        of_model = f" (model {names.shown(model)})" if model is not None else ""
+        what = f"the cost of {cost} for user {names.shown(user)}{of_model}"
+        kept = f"it was kept in {self._deferred.path} and will be delivered when the store is back"
         known = self._known.get(user)
-        logger.warning("%s; the cost was kept in %s to deliver later", error, self._deferred.path)
+        if isinstance(error, ServiceAuthError):
+            raise ServiceAuthError(f"{what} was not delivered: {error}; {kept}") from error
         if known is None:
-            raise StoreUnavailableError(
-                f"{error}; the cost was kept in {self._deferred.path} and will be delivered "
-                "when the store is back"
-            ) from error
+            raise StoreUnavailableError(f"{what} was not delivered: {error}; {kept}") from error
+        logger.warning("%s was not delivered: %s; %s", what, error, kept)
         return {"user": self._deferred.estimate(user, known).to_public()}
 
     # -- the documented API --------------------------------------------------------------------
@@ -184,7 +194,9 @@ class BudgetManager:
             record.on_unknown_model = _policy(on_unknown_model, "on_unknown_model")
         if on_store_error is not None:
             record.on_store_error = _policy(on_store_error, "on_store_error")
-        return self._ops.put(user, record).to_public()
+        stored = self._ops.put(user, record)
+        self._known[user] = stored
+        return stored.to_public()
 
     def projected_cost(self, model: str, messages: Iterable[Mapping[str, Any]], user: str) -> float:
         """The user's spend after also paying for sending ``messages`` to ``model``."""
@@ -218,7 +230,7 @@ class BudgetManager:
             record = self._ops.charge(user, model, cost, key=key).record
         except StoreUnavailableError as exc:
             self._deferred.keep_charge(user, model, cost, key, self._clock())
-            return self._kept(user, exc)
+            return self._kept(user, model, cost, exc)
         assert record is not None
         self._known[user] = record
         return {"user": record.to_public()}
@@ -275,6 +287,12 @@ class BudgetManager:
         except StoreUnavailableError as exc:
             answer = {"status": "error", "message": str(exc)}
         return self._deferred.report(answer)
+
+    def pending_costs(self) -> int:
+        """Costs recorded while the store could not be reached, kept and not yet delivered
+        (delivering them first, if the store is back)."""
+        self._deliver()
+        return self._deferred.pending()
 
     # -- holds ---------------------------------------------------------------------------------
     def reserve(

@@ -22,7 +22,7 @@ def main() -> None:
     )
     for _ in range(count):
         manager.update_cost(user=user, completion_obj=RESPONSE)
-    assert manager.store.pending() == 0  # type: ignore[attr-defined]
+    assert manager.pending_costs() == 0
     print("done", flush=True)
 
 

@@ -50,7 +50,7 @@ def hosted(url: str, project: str = "proj", **options: Any) -> BudgetManager:
 # -- against this project's service ----------------------------------------------------------------
 def test_full_api_through_the_service_uses_atomic_operations(service: ThreadServer) -> None:
     m = hosted(service.url)
-    assert m.store._protocol == "atomic"  # type: ignore[attr-defined]
+    assert m.store.protocol == "atomic"  # type: ignore[attr-defined]
     m.create_budget(total_budget=10, user="ann", duration="monthly")
     for _ in range(1000):
         m.update_cost(user="ann", completion_obj=RESPONSE)
@@ -72,7 +72,7 @@ def test_a_repeated_idempotency_key_counts_once(service: ThreadServer) -> None:
     m = BudgetManager("idem", store=store)
     m.create_budget(total_budget=1, user="u")
     for _ in range(3):
-        store.charge("u", "m", Decimal("0.1"), 0.0, idempotency_key="same")
+        store.charge("u", "m", Decimal("0.1"), key="same")
     assert m.get_current_cost("u") == 0.1
 
 
@@ -217,7 +217,7 @@ def plain() -> Iterator[PlainService]:
 
 def test_speaks_litellm_protocol_to_a_two_endpoint_service(plain: PlainService) -> None:
     m = hosted(plain.url)
-    assert m.store._protocol == "litellm"  # type: ignore[attr-defined]
+    assert m.store.protocol == "litellm"  # type: ignore[attr-defined]
     m.create_budget(total_budget=10, user="ann", duration="daily")
     m.update_cost(user="ann", completion_obj=RESPONSE)
     m.update_cost(user="ann", model="hosted-model", input_text="hello", output_text="")
@@ -240,7 +240,7 @@ def test_any_other_answer_to_the_probe_means_litellm_protocol(status: int) -> No
     service = PlainService(get_status=status)
     try:
         m = hosted(service.url)
-        assert m.store._protocol == "litellm"  # type: ignore[attr-defined]
+        assert m.store.protocol == "litellm"  # type: ignore[attr-defined]
         m.create_budget(total_budget=1, user="u")
         assert service.data["proj"]["u"]["total_budget"] == 1
     finally:

@@ -62,25 +62,25 @@ def spent(service: ThreadServer, user: str) -> float:
 def test_a_refused_cost_moves_aside_and_the_rest_are_delivered(
     service: ThreadServer, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    m = hosted(service.url, tmp_path)
+    first = hosted(service.url, tmp_path)
     for user in ("ann", "bo"):
-        m.create_budget(total_budget=10, user=user)
-    store = m.store
-    assert isinstance(store, HostedStore)
-    # As an older client kept them: a user id with NUL first, then good costs behind it.
+        first.create_budget(total_budget=10, user=user)
+    outbox = first._deferred.outbox
+    # As an earlier process kept them: a user id with NUL first, then good costs behind it.
     entry = {"model": "dl-model", "cost": "0.25", "at": 0.0}
-    store.outbox.append({**entry, "user": "evil\x00id", "key": "k-nul"})
-    store.outbox.append({**entry, "user": "ann", "key": "k-ann"})
-    store.outbox.append({**entry, "user": "bo", "key": "k-bo", "model": "m" * 300})
-    store.outbox.append({**entry, "user": "bo", "key": "k-bo-2"})
+    outbox.append({**entry, "user": "evil\x00id", "key": "k-nul"})
+    outbox.append({**entry, "user": "ann", "key": "k-ann"})
+    outbox.append({**entry, "user": "bo", "key": "k-bo", "model": "m" * 300})
+    outbox.append({**entry, "user": "bo", "key": "k-bo-2"})
     with caplog.at_level(logging.ERROR, logger="budget_manager"):
+        m = hosted(service.url, tmp_path)  # delivers what it finds kept
         m.update_cost(user="ann", completion_obj=RESPONSE)
     assert spent(service, "ann") == 0.5 and spent(service, "bo") == 0.25
-    assert store.pending() == 0
+    assert m.pending_costs() == 0
     answer = m.save_data()
     assert answer["status"] == "dead_letter" and answer["dead_letter"] == 2
     dead_path = Path(answer["dead_letter_path"])
-    assert dead_path == store.outbox.dead_path and dead_path.parent == tmp_path
+    assert dead_path == outbox.dead_path and dead_path.parent == tmp_path
     dead = [json.loads(line) for line in dead_path.read_text().splitlines()]
     assert [d["key"] for d in dead] == ["k-nul", "k-bo"]
     assert "control characters" in dead[0]["refused"] and "128" in dead[1]["refused"]
@@ -107,11 +107,12 @@ def test_a_cost_for_a_budget_deleted_meanwhile_moves_aside(
 
 
 def test_an_error_names_the_call_that_failed(service: ThreadServer, tmp_path: Path) -> None:
+    first = hosted(service.url, tmp_path)
+    first.create_budget(total_budget=10, user="ann")
+    first._deferred.outbox.append(
+        {"user": "gone", "model": "x", "cost": "1", "key": "old", "at": 0.0}
+    )
     m = hosted(service.url, tmp_path)
-    m.create_budget(total_budget=10, user="ann")
-    store = m.store
-    assert isinstance(store, HostedStore)
-    store.outbox.append({"user": "gone", "model": "x", "cost": "1", "key": "old", "at": 0.0})
     for model in ("m1", "m2"):
         m.update_cost(user="ann", model=model, input_text="a", output_text="")
     with pytest.raises(InvalidInputError) as refused:
@@ -121,7 +122,9 @@ def test_an_error_names_the_call_that_failed(service: ThreadServer, tmp_path: Pa
     assert "gone" not in message and refused.value.field == "model"
     with pytest.raises(UnknownUserError, match="'nobody'"):
         m.update_cost(user="nobody", completion_obj=RESPONSE)
-    store.outbox.append({"user": "gone", "model": "x", "cost": "1", "key": "old-2", "at": 0.0})
+    m._deferred.outbox.append(
+        {"user": "gone", "model": "x", "cost": "1", "key": "old-2", "at": 0.0}
+    )
     service.stop()
     try:
         with pytest.raises(StoreUnavailableError) as down:
@@ -226,10 +229,11 @@ def test_litellm_protocol_kept_costs_for_a_user_gone_move_aside(tmp_path: Path) 
         plain.data["proj"] = {"bo": {"total_budget": 10, "current_cost": 0}}
         first = hosted(plain.url, tmp_path)
         store = first.store
-        assert isinstance(store, HostedStore) and store._protocol == "litellm"
+        assert isinstance(store, HostedStore) and store.protocol == "litellm"
         # Kept by an earlier process, for a user another client has since removed, and for bo:
-        store.outbox.append({"user": "ann", "model": "dl-model", "cost": "1", "key": "a", "at": 0})
-        store.outbox.append({"user": "bo", "model": "dl-model", "cost": "1", "key": "b", "at": 0})
+        outbox = first._deferred.outbox
+        outbox.append({"user": "ann", "model": "dl-model", "cost": "1", "key": "a", "at": 0})
+        outbox.append({"user": "bo", "model": "dl-model", "cost": "1", "key": "b", "at": 0})
         later = hosted(plain.url, tmp_path)
         answer = later.save_data()
         assert answer["status"] == "dead_letter" and answer["dead_letter"] == 1

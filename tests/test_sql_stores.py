@@ -1,5 +1,6 @@
-"""SQLite and PostgreSQL stores: the store contract, exact money, periods exactly as the core
-ledger rolls them, idempotent keyed charges, and many processes charging one user."""
+"""SQLite and PostgreSQL stores through the operations layer: exact money, periods exactly as the
+memory store rolls them, idempotent keyed charges, limit checks, separate projects, and many
+processes charging one user."""
 
 from __future__ import annotations
 
@@ -11,13 +12,15 @@ from pathlib import Path
 
 import pytest
 from _service import pg_database
-from conftest import utc
+from conftest import FakeClock, utc
 
 from budget_manager import BudgetExceededError, BudgetManager, UnknownUserError
+from budget_manager.errors import IdempotencyConflictError
+from budget_manager.operations import Operations
 from budget_manager.periods import parse_duration
-from budget_manager.records import charge, new_record
+from budget_manager.records import new_record
 from budget_manager.stores import BudgetStore, store_from_url
-from budget_manager.stores.sql import IdempotencyConflictError
+from budget_manager.stores.memory import MemoryStore
 
 HERE = Path(__file__).resolve().parent
 
@@ -39,9 +42,10 @@ def store(store_url: str) -> Iterator[BudgetStore]:
 
 
 def test_put_get_charge_exact(store: BudgetStore) -> None:
-    store.put("ann", new_record(Decimal(10), parse_duration("monthly"), utc("2024-01-31T00:00")))
+    ops = Operations(store, FakeClock(utc("2024-02-01T00:00")))
+    ops.put("ann", new_record(Decimal(10), parse_duration("monthly"), utc("2024-01-31T00:00")))
     for _ in range(1000):
-        store.charge("ann", "gpt-4o", Decimal("0.0001725"), utc("2024-02-01T00:00"))
+        ops.charge("ann", "gpt-4o", Decimal("0.0001725"))
     record = store.get("ann")
     assert record is not None
     assert record.current_cost == Decimal("0.1725")
@@ -49,36 +53,39 @@ def test_put_get_charge_exact(store: BudgetStore) -> None:
     assert store.users() == ["ann"]
     assert store.get("nobody") is None
     with pytest.raises(UnknownUserError):
-        store.charge("nobody", None, Decimal(1), 0.0)
+        ops.charge("nobody", None, Decimal(1))
 
 
-def test_periods_roll_as_the_core_ledger_does(store: BudgetStore) -> None:
-    start = utc("2024-01-31T09:00")
-    store.put("bob", new_record(Decimal(5), parse_duration("monthly"), start))
-    local = new_record(Decimal(5), parse_duration("monthly"), start)
+def test_periods_roll_as_the_memory_store_does(store: BudgetStore) -> None:
+    clock = FakeClock(utc("2024-01-31T09:00"))
+    ours, reference = Operations(store, clock), Operations(MemoryStore(), clock)
+    for ops in (ours, reference):
+        ops.put("bob", new_record(Decimal(5), parse_duration("monthly"), clock.now))
     for when in ("2024-02-10", "2024-02-29T09:00", "2024-03-05", "2024-03-31T09:00", "2025-01-01"):
-        now = utc(when)
-        got = store.charge("bob", "m", Decimal("0.5"), now)
-        charge(local, "m", Decimal("0.5"), now)
-        assert got == local
-        assert store.get("bob") == local
+        clock.set(when)
+        got = ours.charge("bob", "m", Decimal("0.5"))
+        expected = reference.charge("bob", "m", Decimal("0.5"))
+        assert got.record == expected.record and got.rolled == expected.rolled
+        assert store.get("bob") == reference.get("bob")
 
 
 def test_idempotent_charge_applies_once(store: BudgetStore) -> None:
-    store.put("cy", new_record(Decimal(1), None, 0.0))
-    first = store.charge("cy", "m", Decimal("0.25"), 0.0, idempotency_key="k1")
-    again = store.charge("cy", "m", Decimal("0.25"), 0.0, idempotency_key="k1")
-    assert first == again
+    ops = Operations(store, FakeClock(0.0))
+    ops.put("cy", new_record(Decimal(1), None, 0.0))
+    first = ops.charge("cy", "m", Decimal("0.25"), key="k1")
+    again = ops.charge("cy", "m", Decimal("0.25"), key="k1")
+    assert first.record == again.record and again.replayed
     assert store.get("cy").current_cost == Decimal("0.25")  # type: ignore[union-attr]
     with pytest.raises(IdempotencyConflictError):
-        store.charge("cy", "m", Decimal("0.5"), 0.0, idempotency_key="k1")
+        ops.charge("cy", "m", Decimal("0.5"), key="k1")
 
 
-def test_within_budget_refuses_and_changes_nothing(store: BudgetStore) -> None:
-    store.put("di", new_record(Decimal(1), None, 0.0))
-    store.charge("di", None, Decimal("0.75"), 0.0, within_budget=True)
+def test_limit_checked_charges_refuse_and_change_nothing(store: BudgetStore) -> None:
+    ops = Operations(store, FakeClock(0.0))
+    ops.put("di", new_record(Decimal(1), None, 0.0))
+    ops.charge("di", None, Decimal("0.75"), limit_check=True)
     with pytest.raises(BudgetExceededError):
-        store.charge("di", None, Decimal("0.5"), 0.0, within_budget=True)
+        ops.charge("di", None, Decimal("0.5"), limit_check=True)
     assert store.get("di").current_cost == Decimal("0.75")  # type: ignore[union-attr]
 
 
@@ -111,9 +118,11 @@ def test_processes_charging_one_user_lose_nothing(store_url: str) -> None:
     s = store_from_url(store_url, "procs")
     s.put("hot", new_record(Decimal(1000), None, 0.0))
     code = (
-        "import sys; from decimal import Decimal; from budget_manager.stores import store_from_url\n"
-        "s = store_from_url(sys.argv[1], 'procs')\n"
-        "for _ in range(250): s.charge('hot', 'm', Decimal('0.0001725'), 0.0)\n"
+        "import sys, time; from decimal import Decimal\n"
+        "from budget_manager.operations import Operations\n"
+        "from budget_manager.stores import store_from_url\n"
+        "ops = Operations(store_from_url(sys.argv[1], 'procs'), time.time)\n"
+        "for _ in range(250): ops.charge('hot', 'm', Decimal('0.0001725'))\n"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code, store_url]) for _ in range(8)]
     assert [p.wait(timeout=120) for p in procs] == [0] * 8

@@ -120,12 +120,13 @@ class HostedStore:
             return target
         with self._lock:
             if self._target is None:
+                loaded = None
                 if self.protocol is None:
-                    self.protocol = _probe(self.http)
+                    self.protocol, loaded = _probe(self.http, self.project)
                 if self.protocol == "atomic":
                     self._target = AtomicService(self.http, self.project)
                 else:
-                    store = LiteLLMService(self.http, self.project)
+                    store = LiteLLMService(self.http, self.project, loaded)
                     self._target = Operations(store, self._clock)
                 for listener in self._listeners:
                     self._target.subscribe(listener)
@@ -193,29 +194,22 @@ class HostedStore:
         self.http.close()
 
 
-def _probe(http: HttpClient) -> Protocol:
-    """``"atomic"`` for a service whose capabilities say so; ``"litellm"`` once its
-    ``/get_budget`` answers as LiteLLM's protocol does; else InvalidInputError naming the URL."""
+def _probe(http: HttpClient, project: str) -> tuple[Protocol, dict[str, UserRecord] | None]:
+    """``"atomic"`` for a service whose capabilities say so; ``"litellm"`` (with the project's
+    user dict, loaded on the way) once its ``/get_budget`` answers as LiteLLM's protocol does;
+    else InvalidInputError naming the URL."""
     response = http.request("GET", "/v1/capabilities", any_status=True)
     body = json_of(response)
     if response.status_code == 200 and isinstance(body, dict) and body.get("atomic") is True:
-        return "atomic"
-    _check_auth(http, response)
-    answer = http.request("POST", "/get_budget", json.dumps({"project_name": "-probe-"}))
-    _check_auth(http, answer)
-    data = json_of(answer)
-    if (
-        answer.status_code == 200
-        and isinstance(data, dict)
-        and data.get("status") in ("success", "error")
-    ):
-        return "litellm"
-    raise InvalidInputError(
-        f"api_base {http.api_base} does not look like a budget service: GET /v1/capabilities "
-        f"answered HTTP {response.status_code}, POST /get_budget answered HTTP "
-        f"{answer.status_code} {answer.text[:120]!r}; check the URL",
-        field="api_base",
-    )
+        return "atomic", None
+    try:
+        return "litellm", _load(http, project)
+    except StoreError as exc:
+        raise InvalidInputError(
+            f"api_base {http.api_base} does not look like a budget service: GET "
+            f"/v1/capabilities answered HTTP {response.status_code}, and {exc}; check the URL",
+            field="api_base",
+        ) from None
 
 
 def _check_auth(http: HttpClient, response: Any) -> None:
@@ -436,11 +430,13 @@ class LiteLLMService(PythonLedgerStore):
     dict it loaded, and every change is saved whole (last writer wins between clients, as in
     LiteLLM's protocol). Holds live in this process only."""
 
-    def __init__(self, http: HttpClient, project: str) -> None:
+    def __init__(
+        self, http: HttpClient, project: str, loaded: dict[str, UserRecord] | None = None
+    ) -> None:
         self.http = http
         self.project = project
         self._state = MemoryState()
-        self._state.replace(_load(http, project))
+        self._state.replace(_load(http, project) if loaded is None else loaded)
         self._lock = threading.RLock()
 
     @classmethod
@@ -499,8 +495,7 @@ def _load(http: HttpClient, project: str) -> dict[str, UserRecord]:
         if data.get("status") == "success" and isinstance(users, dict | None):
             return {str(u): from_json(str(u), r) for u, r in (users or {}).items()}
     raise StoreError(
-        f"budget service at {http.api_base}: POST /get_budget answered HTTP "
-        f"{response.status_code} {response.text[:120]!r}"
+        f"POST /get_budget answered HTTP {response.status_code} {response.text[:120]!r}"
     )
 
 

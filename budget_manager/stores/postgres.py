@@ -322,9 +322,5 @@ def _translated(exc: Any) -> Exception:
     if kind is UnknownHoldError:
         return UnknownHoldError(message)
     if kind is TooManyModelsError:
-        return TooManyModelsError(
-            f"a new model would take this budget's period past the cap of {message} distinct "
-            "models",
-            field="model",
-        )
+        return ledger.too_many_models(message, int(exc.diag.message_detail or 0))
     return kind(message)

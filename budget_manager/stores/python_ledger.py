@@ -50,7 +50,9 @@ class PythonLedgerStore(BudgetStore):
         key: str | None = None,
         thresholds: Sequence[Decimal] = (),
     ) -> Outcome:
-        return self._apply(ledger.charge, levels, model, amount, now, limit_check, key, thresholds)
+        return self._apply(
+            ledger.charge, levels, model, amount, now, limit_check, key, thresholds, self.max_models
+        )
 
     def hold(
         self,

@@ -86,7 +86,7 @@ BEGIN
         RETURN p_costs;
     END IF;
     IF NOT costs ? p_model AND (SELECT count(*) FROM jsonb_object_keys(costs)) >= p_max_models THEN
-        RAISE EXCEPTION USING ERRCODE = 'BM007', MESSAGE = p_max_models::text;
+        RAISE EXCEPTION USING ERRCODE = 'BM007', MESSAGE = p_model, DETAIL = p_max_models::text;
     END IF;
     RETURN jsonb_set(costs, ARRAY[p_model],
                      to_jsonb((coalesce((costs ->> p_model)::numeric, 0) + p_amount)::text))::text;
