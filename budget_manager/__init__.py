@@ -11,7 +11,9 @@ Module level:
 - :func:`completion`: an OpenAI-compatible chat call that respects ``max_budget``.
 - :func:`cost_per_token`, :func:`completion_cost`, :func:`token_counter`: pricing and counting.
 - :func:`register_model`, :func:`load_cost_table`, ``model_cost``: the price table.
-- :class:`BudgetManager`: per-user budgets.
+- :class:`BudgetManager`: per-user budgets, in a hierarchy, with holds (:class:`Hold`) that
+  make overspending impossible; ``strict``: hold each ``completion()``'s worst case against
+  ``max_budget``.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from .errors import (
     BudgetExceededError,
     BudgetManagerError,
     CorruptStoreError,
+    HierarchyError,
+    IdempotencyConflictError,
     InvalidBudgetError,
     InvalidInputError,
     MalformedResponseError,
@@ -34,9 +38,11 @@ from .errors import (
     TokenizerUnavailableError,
     TooManyModelsError,
     UnknownDurationError,
+    UnknownHoldError,
     UnknownModelError,
     UnknownUserError,
 )
+from .hold import Hold
 from .manager import BudgetManager
 from .response import ModelResponse
 from .tokens import token_counter
@@ -57,6 +63,9 @@ __all__ = [
     "BudgetManager",
     "BudgetManagerError",
     "CorruptStoreError",
+    "HierarchyError",
+    "Hold",
+    "IdempotencyConflictError",
     "InvalidBudgetError",
     "InvalidInputError",
     "MalformedResponseError",
@@ -67,6 +76,7 @@ __all__ = [
     "TokenizerUnavailableError",
     "TooManyModelsError",
     "UnknownDurationError",
+    "UnknownHoldError",
     "UnknownModelError",
     "UnknownUserError",
     "completion",

@@ -112,6 +112,14 @@ class UnknownHoldError(BudgetManagerError, KeyError):
         return self.message
 
 
+class HierarchyError(InvalidInputError):
+    """A budget's parent is missing, would make a cycle or too deep a hierarchy, or a budget
+    that others name as their parent was to be deleted; nothing was changed."""
+
+    def __init__(self, message: str, field: str | None = "parent") -> None:
+        super().__init__(message, field=field)
+
+
 class IdempotencyConflictError(InvalidInputError):
     """An idempotency key (or hold id) was used again for a different request."""
 

@@ -33,8 +33,8 @@ from typing import NamedTuple, Protocol
 from . import money, names
 from .errors import (
     BudgetExceededError,
+    HierarchyError,
     IdempotencyConflictError,
-    InvalidInputError,
     TooManyModelsError,
     UnknownHoldError,
     UnknownUserError,
@@ -159,10 +159,10 @@ def put(state: LedgerState, user: str, record: UserRecord) -> tuple[Outcome, Cha
     name = record.parent
     while name is not None:
         if name == user:
-            raise InvalidInputError(f"parent {record.parent!r} of {user!r} would make a cycle")
+            raise HierarchyError(f"parent {record.parent!r} of {user!r} would make a cycle")
         parent = state.record(name)
         if parent is None:
-            raise InvalidInputError(
+            raise HierarchyError(
                 f"parent {name!r} of {user!r} has no budget; create the parent's budget first"
             )
         depth += 1
@@ -171,7 +171,7 @@ def put(state: LedgerState, user: str, record: UserRecord) -> tuple[Outcome, Cha
         name = parent.parent
     below = _height(state, user)
     if depth + below - 1 > MAX_LEVELS:
-        raise InvalidInputError(
+        raise HierarchyError(
             f"budget {user!r} would sit {depth + below - 1} levels deep; at most {MAX_LEVELS} "
             "levels (a user and three ancestors) are allowed"
         )
@@ -186,20 +186,20 @@ def check_names(user: str, record: UserRecord) -> None:
 
 
 def check_forest(records: dict[str, UserRecord]) -> None:
-    """InvalidInputError unless every parent named in ``records`` is in it, with no cycle and at
+    """HierarchyError unless every parent named in ``records`` is in it, with no cycle and at
     most :data:`MAX_LEVELS` levels (for replacing a whole user dict at once)."""
     for user, record in records.items():
         seen = [user]
         name = record.parent
         while name is not None:
             if name in seen:
-                raise InvalidInputError(f"the parents of {user!r} make a cycle: {[*seen, name]}")
+                raise HierarchyError(f"the parents of {user!r} make a cycle: {[*seen, name]}")
             parent = records.get(name)
             if parent is None:
-                raise InvalidInputError(f"parent {name!r} of {seen[-1]!r} has no budget")
+                raise HierarchyError(f"parent {name!r} of {seen[-1]!r} has no budget")
             seen.append(name)
             if len(seen) > MAX_LEVELS:
-                raise InvalidInputError(
+                raise HierarchyError(
                     f"{user!r} sits more than {MAX_LEVELS} levels deep: {' -> '.join(seen)}"
                 )
             name = parent.parent
@@ -221,9 +221,7 @@ def delete(state: LedgerState, user: str) -> tuple[Outcome, Changes | None]:
     children = sorted(state.children(user))
     if children:
         shown = ", ".join(repr(c) for c in children[:5]) + (", ..." if len(children) > 5 else "")
-        raise InvalidInputError(
-            f"budget {user!r} is the parent of {shown}; delete or move them first"
-        )
+        raise HierarchyError(f"budget {user!r} is the parent of {shown}; delete or move them first")
     return Outcome(None), Changes(records={user: None})
 
 

@@ -62,6 +62,19 @@ def to_float(amount: Decimal | float | int) -> float:
 # Our own context, so a caller's decimal settings (precision, traps) never change the arithmetic.
 MONEY_CONTEXT = Context(prec=60, rounding=ROUND_HALF_EVEN)
 
+#: The finest amount a store keeps (USD): every cost, hold and budget is rounded half-even to it
+#: on its way into a store, so that every store (SQL, Redis, files) keeps the same sums exactly.
+RESOLUTION = Decimal("1e-12")
+_RESOLUTION_EXPONENT = -12
+
+
+def rounded(amount: Decimal) -> Decimal:
+    """``amount`` rounded half-even to :data:`RESOLUTION`."""
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent >= _RESOLUTION_EXPONENT:
+        return amount
+    return amount.quantize(RESOLUTION, rounding=ROUND_HALF_EVEN, context=MONEY_CONTEXT)
+
 
 def add(a: Decimal, b: Decimal) -> Decimal:
     """Exact sum of two amounts."""

@@ -191,6 +191,7 @@ class Flows(Announcer):
         names.check(user, "user")
         if record.parent is not None:
             names.check(record.parent, "parent")
+        record.total_budget = money.rounded(record.total_budget)
         stored: UserRecord = yield Call("put", (user, record))
         self.forget()
         self.announce("create", user, self.clock(), Outcome(stored), amount=record.total_budget)
@@ -217,7 +218,7 @@ class Flows(Announcer):
         """Add a cost to the user's spend (and its ancestors')."""
         if model is not None and model not in self._models:
             self._models.add(names.check_model(model))
-        amount = money.to_money(amount, "cost")
+        amount = money.rounded(money.to_money(amount, "cost"))
         now = self.clock()
         outcome: Outcome = yield from self._leveled(
             user,
@@ -240,7 +241,7 @@ class Flows(Announcer):
         limit_check: bool = True,
     ) -> Flow[Outcome]:
         """Hold ``amount`` of the user's budget (and its ancestors') for ``ttl`` seconds."""
-        amount = money.to_money(amount, "amount")
+        amount = money.rounded(money.to_money(amount, "amount"))
         ttl = _ttl(ttl)
         hold_id = names.check(hold_id, "hold_id") if hold_id is not None else uuid.uuid4().hex
         if model is not None:
@@ -266,7 +267,7 @@ class Flows(Announcer):
     ) -> Flow[Outcome]:
         """Record a hold's actual cost and free the rest."""
         names.check(hold_id, "hold_id")
-        amount = money.to_money(amount, "cost")
+        amount = money.rounded(money.to_money(amount, "cost"))
         if model is not None:
             names.check_model(model)
         outcome: Outcome = yield Call("settle", (hold_id, amount, model, self.thresholds, known))

@@ -44,9 +44,7 @@ def redis_available() -> str | None:
 
 
 @contextmanager
-def store_url(
-    kind: str, folder: Path, clock: Callable[[], float] = time.time
-) -> Iterator[str]:
+def store_url(kind: str, folder: Path, clock: Callable[[], float] = time.time) -> Iterator[str]:
     """A fresh, empty store of ``kind``: the URL a user would pass as ``store=`` (the service
     runs on ``clock``)."""
     if kind == "memory":

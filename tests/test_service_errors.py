@@ -18,7 +18,9 @@ from _service import ThreadServer, database, pg_database
 from budget_manager import BudgetManager, CorruptStoreError, InvalidBudgetError
 from budget_manager.errors import StoreUnavailableError
 from budget_manager.records import UserRecord, from_json
+from budget_manager.stores.postgres import PostgresStore
 from budget_manager.stores.sql import SqlStore
+from budget_manager.stores.sqlite import SqliteStore
 
 
 def strict_json(text: str) -> Any:
@@ -159,14 +161,19 @@ def test_the_fast_lane_never_runs_a_charge_twice(
 ) -> None:
     send(service, "PUT", "/v1/projects/once/users/u", {"total_budget": 5}).raise_for_status()
     calls = []
-    charge = SqlStore.charge
 
-    def committed_then_lost(self: SqlStore, *args: Any, **kwargs: Any) -> UserRecord:
-        calls.append(args)
-        charge(self, *args, **kwargs)  # the charge commits, and then the connection drops
-        raise StoreUnavailableError("connection lost after commit")
+    def committed_then_lost(cls: type[SqlStore]) -> Any:
+        charge = cls.charge
 
-    monkeypatch.setattr(SqlStore, "charge", committed_then_lost)
+        def patched(self: SqlStore, *args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            charge(self, *args, **kwargs)  # the charge commits, and then the connection drops
+            raise StoreUnavailableError("connection lost after commit")
+
+        return patched
+
+    for cls in (SqliteStore, PostgresStore):
+        monkeypatch.setattr(cls, "charge", committed_then_lost(cls))
     answer = send(service, "POST", "/v1/projects/once/users/u/cost", {"cost": "0.5"})
     monkeypatch.undo()
     assert answer.status_code == 503 and answer.json()["status"] == "error"

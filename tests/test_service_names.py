@@ -5,6 +5,7 @@ refused naming the field (never a 5xx), and any other name works end to end, ``/
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -126,7 +127,7 @@ def test_a_hosted_client_refuses_bad_names_before_sending(service: ThreadServer)
     with pytest.raises(InvalidInputError, match="user"):
         m.create_budget(total_budget=1, user="a\x00")
     with pytest.raises(InvalidInputError, match="model"):
-        m.store.charge("u", "m\x00", 1, 0.0)  # type: ignore[arg-type]
+        m.store.charge("u", "m\x00", Decimal(1))
     with pytest.raises(InvalidInputError, match="project"):
         BudgetManager("p\x00", client_type="hosted", api_base=service.url)
     assert m.get_users() == []

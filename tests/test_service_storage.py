@@ -18,6 +18,7 @@ import requests
 from _service import ThreadServer, database
 
 from budget_manager import BudgetManager, InvalidInputError, TooManyModelsError
+from budget_manager.operations import Operations
 from budget_manager.records import MAX_MODELS, new_record
 from budget_manager.server.projects import Stores
 from budget_manager.stores import store_from_url
@@ -83,16 +84,17 @@ def test_every_store_caps_distinct_models(store_url: str, tmp_path: Path) -> Non
         (store_from_url(f"json:///{tmp_path}/cap.json", "cap", max_models=3), 3),
         (store_from_url(f"json:///{tmp_path}/default.json", "cap"), MAX_MODELS),
     ):
-        store.put("u", new_record(Decimal(1000), None, 0.0))
+        ops = Operations(store, time.time)
+        ops.put("u", new_record(Decimal(1000), None, 0.0))
         for n in range(limit):
-            store.charge("u", f"model-{n}", Decimal(1), 0.0)
+            ops.charge("u", f"model-{n}", Decimal(1))
         with pytest.raises(TooManyModelsError, match=f"cap is {limit}") as caught:
-            store.charge("u", "one-more", Decimal(1), 0.0)
+            ops.charge("u", "one-more", Decimal(1))
         assert caught.value.field == "model"
         with pytest.raises(InvalidInputError, match="at most 128"):
-            store.charge("u", "x" * 129, Decimal(1), 0.0)
-        with pytest.raises(TooManyModelsError):  # a hold checks the cap alike
-            store.charge("u", "one-more", Decimal(1), 0.0, within_budget=True)
+            ops.charge("u", "x" * 129, Decimal(1))
+        with pytest.raises(TooManyModelsError):  # a limit-checked charge checks the cap alike
+            ops.charge("u", "one-more", Decimal(1), limit_check=True)
         record = store.get("u")
         assert record is not None and record.current_cost == limit
         assert record.model_cost is not None and len(record.model_cost) == limit
@@ -118,14 +120,15 @@ def test_idempotency_keys_expire_after_the_window(service: ThreadServer, store_u
     store = store_from_url(store_url, "p", idempotency_ttl=0.5)
     try:
         time.sleep(0.6)
-        assert isinstance(store, SqlStore) and store.prune_idempotency_keys() == 1
+        assert isinstance(store, SqlStore) and store.prune() == 1
     finally:
         store.close()
 
 
 def test_concurrent_requests_with_one_key_apply_it_once(store_url: str) -> None:
     store = store_from_url(store_url, "race")
-    store.put("u", new_record(Decimal(100), None, 0.0))
+    ops = Operations(store, time.time)
+    ops.put("u", new_record(Decimal(100), None, 0.0))
     pool = getattr(store.db, "pool", None)
     if pool is not None:  # PostgreSQL: a connection for every thread, so they truly overlap
         pool.resize(8, 16)
@@ -135,7 +138,8 @@ def test_concurrent_requests_with_one_key_apply_it_once(store_url: str) -> None:
 
     def charge() -> None:
         start.wait()
-        record = store.charge("u", "m", Decimal(1), 0.0, idempotency_key="the-key")
+        record = ops.charge("u", "m", Decimal(1), key="the-key").record
+        assert record is not None
         answers.append(record.current_cost)
 
     threads = [threading.Thread(target=charge) for _ in range(8)]
@@ -154,10 +158,11 @@ def test_idempotency_entries_have_a_fixed_size(store_url: str) -> None:
     store = store_from_url(store_url, "p" * 256)
     assert isinstance(store, SqlStore)
     try:
-        store.put("u" * 256, new_record(Decimal(10**6), None, 0.0))
+        ops = Operations(store, time.time)
+        ops.put("u" * 256, new_record(Decimal(10**6), None, 0.0))
         for n in range(50):
             model = f"{n:03d}".ljust(128, "m")
-            store.charge("u" * 256, model, Decimal(1), 0.0, idempotency_key=f"{n:03d}" * 66)
+            ops.charge("u" * 256, model, Decimal(1), key=f"{n:03d}" * 66)
         with store.db.read() as cur:
             cur.execute(
                 "SELECT count(*), max(length(id) + length(request)),"
@@ -195,7 +200,7 @@ def test_disk_used_per_cost_post_is_bounded(tmp_path: Path) -> None:
 
 
 def test_the_store_cache_is_bounded_and_its_memory_flat(tmp_path: Path) -> None:
-    stores = Stores(f"sqlite:///{tmp_path}/cache.db", max_projects=64)
+    stores = Stores(f"sqlite:///{tmp_path}/cache.db", clock=time.time, max_projects=64)
     try:
         tracemalloc.start()
         for n in range(2_000):

@@ -4,21 +4,20 @@ atomic operations under ``/v1/projects/{project}`` (users, costs, holds)."""
 from __future__ import annotations
 
 import functools
-import json
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, FastAPI, Path, Request
+from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 
-from .. import __version__, ledger, names, periods, records
+from .. import __version__, ledger, periods, records
 from ..errors import CorruptStoreError, InvalidInputError, UnknownUserError
 from ..money import ZERO
 from ..operations import Operations
-from ..records import MAX_MODELS, UserRecord, hold_from_json, loads
+from ..records import MAX_MODELS, HoldRecord, UserRecord
 from ..stores.sql import IDEMPOTENCY_TTL
 from . import errors, paths
 from .answers import holds_body, outcome_body, user_body, user_dict_body
@@ -318,14 +317,18 @@ def create_app(
         """Record the hold's actual cost, in the periods it was taken in, and free it. A second
         settle changes nothing and answers as the first; a hold that expired is still settled."""
         ops = project_store(request, project)
+        taken = body.hold
         known = None
-        if body.hold is not None:
-            try:
-                known = hold_from_json(loads(json.dumps(body.hold)))
-            except (CorruptStoreError, ValueError) as exc:
-                raise FieldError("hold", str(exc)) from None
-            if known.hold_id != hold_id:
-                raise FieldError("hold.hold_id", "is not the hold id of the path")
+        if taken is not None:
+            known = HoldRecord(
+                hold_id=hold_id,
+                user=taken.user,
+                amount=taken.amount,
+                levels=tuple((level.user, level.start) for level in taken.levels),
+                expires_at=taken.expires_at,
+                created_at=taken.created_at,
+                model=taken.model,
+            )
         outcome = await stores.run(
             functools.partial(ops.settle, hold_id, body.cost, body.model, known=known)
         )
@@ -338,14 +341,19 @@ def create_app(
         return answer(outcome.hold.user if outcome.hold else "", outcome)
 
     @secured.get(paths.HOLDS, response_model=HoldsOut, tags=["holds"])
-    def list_holds(project: ProjectName, request: Request, user: str | None = None) -> Response:
+    def list_holds(
+        project: ProjectName,
+        request: Request,
+        user: Annotated[
+            Name | None, Query(description="only the holds against this budget")
+        ] = None,
+    ) -> Response:
         """Open holds of the project; with ``user``, those against that user's budget (for a
         parent, the holds of the users below it too), what they hold, and what the user could
         still hold (``available``: the least any budget of its chain has left)."""
         ops = project_store(request, project)
         if user is None:
             return _json(holds_body(ops.holds(), None, None))
-        names.check(user, "user")
         holds = ops.holds(user)
         held = sum((h.amount for h in holds), start=ZERO)
         return _json(holds_body(holds, str(held), str(ops.available(user))))

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 from ..errors import (
     BudgetExceededError,
     BudgetManagerError,
+    HierarchyError,
     IdempotencyConflictError,
     InvalidInputError,
     StoreError,
@@ -57,7 +58,11 @@ ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
         (403, "The API key may not use this project"),
         (404, "No such user, hold or route"),
         (408, "The request headers or body did not arrive in time"),
-        (409, "A budget would be exceeded (`user` names it), or a key or hold id was reused"),
+        (
+            409,
+            "A budget would be exceeded (`user` names it), a key or hold id was reused, or "
+            "the hierarchy does not allow the change",
+        ),
         (413, "Request body too large"),
         (422, "Invalid input; `field` names it"),
         (500, "The database failed (details in the service's log)"),
@@ -108,6 +113,8 @@ def answer_for(exc: BaseException) -> JSONResponse:
         return error(409, exc.message, "cost", user=exc.user)
     if isinstance(exc, IdempotencyConflictError):
         return error(409, str(exc), exc.field or "idempotency_key")
+    if isinstance(exc, HierarchyError):
+        return error(409, str(exc), exc.field)
     if isinstance(exc, InvalidInputError):
         return error(422, str(exc), exc.field or "body")
     if isinstance(exc, RecursionError):

@@ -174,6 +174,28 @@ class HoldIn(BaseModel):
     model: ModelName | None = None
 
 
+class LevelIn(BaseModel):
+    """A budget a hold holds against, and the start of the period it was taken in."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user: Name
+    start: Timestamp | None = None
+
+
+class TakenHoldIn(BaseModel):
+    """A hold as it was taken (its id is the path's)."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+    user: Name
+    amount: Money
+    levels: Annotated[list[LevelIn], Field(min_length=1, max_length=4)]
+    expires_at: Timestamp
+    created_at: Timestamp
+    model: ModelName | None = None
+
+
 class SettleIn(BaseModel):
     """Record a hold's actual cost."""
 
@@ -181,7 +203,7 @@ class SettleIn(BaseModel):
 
     cost: Money
     model: ModelName | None = None
-    hold: dict[str, Any] | None = Field(
+    hold: TakenHoldIn | None = Field(
         default=None,
         description="the hold as taken, for a hold the service has forgotten (long expired)",
     )

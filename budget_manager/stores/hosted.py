@@ -48,7 +48,6 @@ from ..records import (
     dump_user_dict,
     from_json,
     hold_from_json,
-    hold_to_json,
 )
 from .http import (
     DEFAULT_BACKOFF,
@@ -372,7 +371,14 @@ class AtomicService(Announcer):
     ) -> Outcome:
         body: dict[str, Any] = {"cost": to_text(amount), "model": model}
         if known is not None:
-            body["hold"] = json.loads(hold_to_json(known))
+            body["hold"] = {
+                "user": known.user,
+                "amount": to_text(known.amount),
+                "levels": [{"user": user, "start": start} for user, start in known.levels],
+                "expires_at": known.expires_at,
+                "created_at": known.created_at,
+                "model": known.model,
+            }
         data = self._call(
             "POST",
             self._hold_path(hold_id, "/settle"),

@@ -8,6 +8,7 @@ in autocommit mode, so a call is also one round trip. Money is ``NUMERIC``: exac
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -17,8 +18,8 @@ from typing import TYPE_CHECKING, Any, ClassVar
 from .. import ledger
 from ..errors import (
     BudgetExceededError,
+    HierarchyError,
     IdempotencyConflictError,
-    InvalidInputError,
     StoreError,
     StoreUnavailableError,
     TooManyModelsError,
@@ -79,10 +80,29 @@ class PostgresDatabase(Database):
             raise StoreUnavailableError(
                 f"cannot connect to PostgreSQL at {redact_url(url)}: {one_line(exc)}"
             ) from exc
+        self._install()
+
+    def _install(self) -> None:
+        """Create the tables and functions, unless this very version is installed already: DDL
+        locks tables that other processes are using, so it runs only when something changed."""
+        scripts = self.script("schema") + self.script("ledger")
+        version = hashlib.sha256(scripts.encode()).hexdigest()
         with self.write() as cur:
+            if _installed(cur) == version:
+                return
             cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            if _installed(cur) == version:  # another process installed it meanwhile
+                return
             cur.execute(self.script("schema"))
             cur.execute(self.script("ledger"))
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS bm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            cur.execute(
+                "INSERT INTO bm_meta (key, value) VALUES ('schema', %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (version,),
+            )
 
     def sql(self, statement: str) -> str:
         return statement.replace("?", "%s")
@@ -113,6 +133,16 @@ class PostgresDatabase(Database):
         self.pool.close()
 
 
+def _installed(cur: Cursor) -> str | None:
+    """The version of the tables and functions installed in the database, if any."""
+    cur.execute("SELECT to_regclass('bm_meta') IS NOT NULL")
+    if not cur.fetchone()[0]:
+        return None
+    cur.execute("SELECT value FROM bm_meta WHERE key = 'schema'")
+    found = cur.fetchone()
+    return None if found is None else str(found[0])
+
+
 def _open(url: str) -> Database:
     if url.lower().startswith("postgres://"):
         url = "postgresql://" + url.split("://", 1)[1]
@@ -126,7 +156,7 @@ _ERRORS: dict[str, type[Exception]] = {
     "BM003": BudgetExceededError,
     "BM004": UnknownHoldError,
     "BM005": IdempotencyConflictError,
-    "BM006": InvalidInputError,
+    "BM006": HierarchyError,
     "BM007": TooManyModelsError,
 }
 

@@ -326,16 +326,20 @@ class SqlStore(BudgetStore):
         self._replace(records)
 
     def housekeeping(self) -> None:
-        """Forget idempotency keys past the window and holds that ended long ago (every
-        :data:`_PRUNE_EVERY` changes on a database)."""
-        if not self.db.prune_due():
-            return
+        """:meth:`prune`, once every :data:`_PRUNE_EVERY` changes on a database."""
+        if self.db.prune_due():
+            self.prune()
+
+    def prune(self) -> int:
+        """Forget the database's idempotency keys past the window and this project's holds
+        that ended long ago; how many keys were forgotten."""
         now = time.time()
         with self.db.write() as cur:
             cur.execute(
                 self.db.sql("DELETE FROM bm_charge_keys WHERE created_at < ?"),
                 (now - self.idempotency_ttl,),
             )
+            forgotten = rowcount(cur)
             cur.execute(
                 self.db.sql(
                     "DELETE FROM bm_hold_levels WHERE hold_id IN (SELECT hold_id FROM bm_holds"
@@ -347,6 +351,7 @@ class SqlStore(BudgetStore):
                 self.db.sql("DELETE FROM bm_holds WHERE project = ? AND expires_at < ?"),
                 (self.project, now - HOLD_RETENTION),
             )
+        return forgotten
 
     def close(self) -> None:
         if not self._closed:
