@@ -17,7 +17,7 @@ from _service import ThreadServer, database, pg_database
 
 from budget_manager import BudgetManager, CorruptStoreError, InvalidBudgetError
 from budget_manager.errors import StoreUnavailableError
-from budget_manager.records import UserRecord, from_json
+from budget_manager.records import from_json
 from budget_manager.stores.postgres import PostgresStore
 from budget_manager.stores.sql import SqlStore
 from budget_manager.stores.sqlite import SqliteStore

@@ -5,8 +5,8 @@ refused naming the field (never a 5xx), and any other name works end to end, ``/
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from collections.abc import Iterator
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
