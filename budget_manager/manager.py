@@ -420,7 +420,21 @@ class BudgetManager:
             model, amount = costs.response_cost(response, model or hold.model, now=self._clock())
         else:
             amount = hold.record.amount
-        outcome = self._ops.settle(hold.id, amount, model, known=hold.record)
+        self._deliver()
+        try:
+            if hold.detached:  # taken while the store was unreachable: a plain keyed charge
+                self._ops.charge(hold.user, model or hold.model, amount, key=hold.id)
+                return to_float(amount)
+            outcome = self._ops.settle(hold.id, amount, model, known=hold.record)
+        except StoreUnavailableError as exc:
+            if hold.detached:
+                self._deferred.keep_charge(
+                    hold.user, model or hold.model, amount, hold.id, self._clock()
+                )
+            else:
+                self._deferred.keep_settle(hold.record, amount, model, self._clock())
+            logger.warning("%s; the cost was kept in %s to deliver later", exc, self._deferred.path)
+            return to_float(amount)
         assert outcome.hold is not None and outcome.hold.settled is not None
         hold.record = outcome.hold
         return to_float(outcome.hold.settled)

@@ -9,6 +9,7 @@ from decimal import Decimal
 import pytest
 from conftest import FakeClock, utc
 
+import budget_manager
 from budget_manager import BudgetManager, UnknownModelError, register_model
 from budget_manager.events import Event
 
@@ -89,3 +90,53 @@ def test_policies_are_checked() -> None:
     bm = BudgetManager("p", store="memory://")
     with pytest.raises(ValueError):
         bm.create_budget(total_budget=1, user="u", on_unknown_model="maybe")  # type: ignore[arg-type]
+
+
+# -- when the store cannot be reached ------------------------------------------------------------
+def _down_service(tmp_path):  # type: ignore[no-untyped-def]
+    from _service import ThreadServer
+
+    return ThreadServer(store_url=f"sqlite:///{tmp_path}/svc.db", api_keys=[]).start()
+
+
+def test_closed_budgets_refuse_calls_while_the_store_is_down(tmp_path, stub, stub_url) -> None:  # type: ignore[no-untyped-def]
+    from budget_manager import StoreUnavailableError
+
+    service = _down_service(tmp_path)
+    bm = BudgetManager("p", client_type="hosted", api_base=service.url, retries=0)
+    bm.create_budget(total_budget=1, user="ann")
+    service.stop()
+    before = stub.requests
+    with pytest.raises(StoreUnavailableError):
+        bm.reserve("ann", amount=0.1)
+    with pytest.raises(StoreUnavailableError):
+        bm.completion(user="ann", model="gpt-4o", messages=[{"role": "user", "content": "x"}],
+                      max_tokens=5)
+    assert stub.requests == before  # nothing was sent
+    service.start()
+    assert bm.get_current_cost("ann") == 0 and bm.pending_costs() == 0
+
+
+def test_open_budgets_let_calls_out_and_charge_them_when_the_store_is_back(
+    tmp_path, stub, stub_url, caplog: pytest.LogCaptureFixture
+) -> None:  # type: ignore[no-untyped-def]
+    service = _down_service(tmp_path)
+    bm = BudgetManager("p", client_type="hosted", api_base=service.url, retries=0)
+    bm.create_budget(total_budget=1, user="ann", on_store_error="open")
+    bm.update_cost(user="ann", completion_obj=RESPONSE)  # the policy is now known here
+    service.stop()
+    with caplog.at_level(logging.WARNING, logger="budget_manager"):
+        response = bm.completion(
+            user="ann", model="gpt-4o", messages=[{"role": "user", "content": "x"}], max_tokens=5
+        )
+        with bm.reserve("ann", amount=0.5) as hold:
+            hold.settle(cost=0.02)
+        bm.update_cost(user="ann", completion_obj=RESPONSE)
+    assert "open" in caplog.text and bm.pending_costs() == 3
+    assert bm.save_data()["status"] == "pending"
+    service.start()
+    expected = 2 * 0.01 + 0.02 + budget_manager.completion_cost(response)
+    assert bm.save_data() == {"status": "success"}
+    assert bm.get_current_cost("ann") == pytest.approx(expected, rel=1e-12)
+    assert BudgetManager("q", client_type="hosted", api_base=service.url)  # still serving
+    service.stop()
