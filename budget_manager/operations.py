@@ -317,6 +317,31 @@ class Flows(Announcer):
             self.announce("roll", user, now, outcome)
         return outcome.record
 
+    def holds(self, user: str | None = None) -> Flow[list[HoldRecord]]:
+        """Open, unexpired holds (those against ``user``'s budget, if given)."""
+        if user is not None:
+            names.check(user, "user")
+        now = self.clock()
+        found: list[HoldRecord] = yield Call("holds", (user,))
+        return [h for h in found if h.holds_at(now)]
+
+    def available(self, user: str) -> Flow[Decimal]:
+        """What the user could hold now: the least any budget of its chain has left after its
+        settled spend and open holds (never below zero)."""
+        names.check(user, "user")
+        now = self.clock()
+        chain: list[UserRecord] = yield Call("chain", (user,))
+        budgets = [user] + [r.parent for r in chain[:-1] if r.parent is not None]
+        left = []
+        for name, record in zip(budgets, chain, strict=True):
+            held = money.ZERO
+            found: list[HoldRecord] = yield Call("holds", (name,))
+            for hold in found:
+                if hold.holds_at(now):
+                    held = money.add(held, hold.amount)
+            left.append(record.total_budget - record.spent(now) - held)
+        return max(min(left), money.ZERO)
+
     def roll_all(self) -> Flow[int]:
         """Roll every budget whose period has ended; how many rolled."""
         now = self.clock()
@@ -376,24 +401,10 @@ class Operations:
         return self.store.records()
 
     def holds(self, user: str | None = None) -> list[HoldRecord]:
-        """Open, unexpired holds (those against ``user``'s budget, if given)."""
-        now = self.flows.clock()
-        return [h for h in self.store.holds(user) if h.holds_at(now)]
+        return self.run(self.flows.holds(user))
 
     def available(self, user: str) -> Decimal:
-        """What the user could hold now: the least any budget of its chain has left after its
-        settled spend and open holds (never below zero)."""
-        now = self.flows.clock()
-        chain = self.store.chain(names.check(user, "user"))
-        budgets = [user] + [r.parent for r in chain[:-1] if r.parent is not None]
-        left = []
-        for name, record in zip(budgets, chain, strict=True):
-            held = money.ZERO
-            for hold in self.store.holds(name):
-                if hold.holds_at(now):
-                    held = money.add(held, hold.amount)
-            left.append(record.total_budget - record.spent(now) - held)
-        return max(min(left), money.ZERO)
+        return self.run(self.flows.available(user))
 
     # -- changes --------------------------------------------------------------------------------
     def put(self, user: str, record: UserRecord) -> UserRecord:
@@ -434,6 +445,100 @@ class Operations:
 
     def close(self) -> None:
         self.store.close()
+
+
+class AsyncOperations:
+    """The operations layer over an asyncio store (its methods are coroutines): the same flows
+    as :class:`Operations`, driven with ``await``."""
+
+    def __init__(self, store: Any, clock: Clock, thresholds: Sequence[Decimal] = ()) -> None:
+        self.store = store
+        self.flows = Flows(clock, thresholds)
+
+    @property
+    def clock(self) -> Clock:
+        return self.flows.clock
+
+    async def run(self, flow: Flow[T]) -> T:
+        """Drive ``flow`` to its end, awaiting the store calls it asks for."""
+        store = self.store
+        try:
+            call = next(flow)
+            while True:
+                try:
+                    kwargs = call.kwargs
+                    method = getattr(store, call.method)
+                    result = await (method(*call.args, **kwargs) if kwargs else method(*call.args))
+                except Exception as exc:  # the flow decides what a failure means
+                    call = flow.throw(exc)
+                else:
+                    call = flow.send(result)
+        except StopIteration as done:
+            return done.value  # type: ignore[no-any-return]
+
+    def subscribe(self, listener: Listener) -> None:
+        """Call ``listener(event)`` after every change made through this layer."""
+        self.flows.subscribe(listener)
+
+    async def get(self, user: str) -> UserRecord | None:
+        found: UserRecord | None = await self.store.get(names.check(user, "user"))
+        return found
+
+    async def users(self) -> list[str]:
+        found: list[str] = await self.store.users()
+        return found
+
+    async def records(self) -> dict[str, UserRecord]:
+        found: dict[str, UserRecord] = await self.store.records()
+        return found
+
+    async def holds(self, user: str | None = None) -> list[HoldRecord]:
+        return await self.run(self.flows.holds(user))
+
+    async def available(self, user: str) -> Decimal:
+        return await self.run(self.flows.available(user))
+
+    async def put(self, user: str, record: UserRecord) -> UserRecord:
+        return await self.run(self.flows.put(user, record))
+
+    async def delete(self, user: str) -> bool:
+        return await self.run(self.flows.delete(user))
+
+    async def charge(
+        self, user: str, model: str | None, amount: Decimal, **options: Any
+    ) -> Outcome:
+        return await self.run(self.flows.charge(user, model, amount, **options))
+
+    async def hold(self, user: str, amount: Decimal, **options: Any) -> Outcome:
+        return await self.run(self.flows.hold(user, amount, **options))
+
+    async def settle(
+        self, hold_id: str, amount: Decimal, model: str | None = None, **options: Any
+    ) -> Outcome:
+        return await self.run(self.flows.settle(hold_id, amount, model, **options))
+
+    async def release(self, hold_id: str) -> Outcome:
+        return await self.run(self.flows.release(hold_id))
+
+    async def reset(self, user: str) -> UserRecord:
+        return await self.run(self.flows.reset(user))
+
+    async def roll(self, user: str) -> UserRecord | None:
+        return await self.run(self.flows.roll(user))
+
+    async def roll_all(self) -> int:
+        return await self.run(self.flows.roll_all())
+
+    async def replace_all(self, records: dict[str, UserRecord]) -> None:
+        await self.store.replace_all(records)
+        self.flows.forget()
+
+    async def save(self) -> dict[str, Any]:
+        answer: dict[str, Any] = await self.store.save()
+        return answer
+
+    async def close(self) -> None:
+        await self.store.close()
 
 
 def _current(levels: tuple[Level, ...], now: float) -> bool:

@@ -110,8 +110,9 @@ def test_closed_budgets_refuse_calls_while_the_store_is_down(tmp_path, stub, stu
     with pytest.raises(StoreUnavailableError):
         bm.reserve("ann", amount=0.1)
     with pytest.raises(StoreUnavailableError):
-        bm.completion(user="ann", model="gpt-4o", messages=[{"role": "user", "content": "x"}],
-                      max_tokens=5)
+        bm.completion(
+            user="ann", model="gpt-4o", messages=[{"role": "user", "content": "x"}], max_tokens=5
+        )
     assert stub.requests == before  # nothing was sent
     service.start()
     assert bm.get_current_cost("ann") == 0 and bm.pending_costs() == 0

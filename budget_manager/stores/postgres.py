@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -28,7 +28,7 @@ from ..errors import (
 )
 from ..events import Alert
 from ..ledger import Level, Outcome
-from ..records import HoldRecord, UserRecord, from_json, hold_from_json, hold_to_json, loads
+from ..records import HoldRecord, UserRecord, hold_to_json, loads
 from .base import register
 from .sql import Cursor, Database, SharedDatabases, SqlStore, one_line, redact_url
 
@@ -44,27 +44,78 @@ CONNECT_TIMEOUT = 10
 POOL_WAIT = 8.0
 
 
-class PostgresDatabase(Database):
-    """A PostgreSQL database behind a pool of autocommit connections."""
+class PostgresDialect(Database):
+    """How PostgreSQL takes statements and values (no connections: see the subclasses)."""
 
     dialect = "postgres"
 
-    def __init__(self, url: str, pool_size: int = POOL_SIZE) -> None:
+    def __init__(self, url: str = "") -> None:
         super().__init__()
-        try:
-            import psycopg
-            from psycopg_pool import ConnectionPool
-        except ImportError as exc:  # pragma: no cover - depends on the installed extras
-            raise StoreError(
-                "PostgreSQL stores need the [postgres] extra: pip install 'budget-manager[postgres]'"
-            ) from exc
         self.url = url
-        try:  # one plain connection first: its error says what is wrong, at once
-            psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT).close()
-        except psycopg.Error as exc:
-            raise StoreUnavailableError(
-                f"cannot connect to PostgreSQL at {redact_url(url)}: {one_line(exc)}"
-            ) from exc
+
+    def sql(self, statement: str) -> str:
+        return statement.replace("?", "%s")
+
+    def money_param(self, amount: Decimal) -> Any:
+        return amount
+
+    def list_param(self, values: Sequence[Any]) -> Any:
+        return list(values)
+
+    def read(self) -> AbstractContextManager[Cursor]:  # pragma: no cover - not connected
+        raise StoreError("not connected")
+
+    def write(self) -> AbstractContextManager[Cursor]:  # pragma: no cover - not connected
+        raise StoreError("not connected")
+
+    def close(self) -> None:
+        """Nothing to close."""
+
+
+def install(url: str) -> None:
+    """Check that ``url`` answers, and create the tables and functions unless this very version
+    is installed already (DDL locks tables that other processes are using, so it runs only when
+    something changed). StoreUnavailableError, with one clear line, when it does not answer."""
+    try:
+        import psycopg
+    except ImportError as exc:  # pragma: no cover - depends on the installed extras
+        raise StoreError(
+            "PostgreSQL stores need the [postgres] extra: pip install 'budget-manager[postgres]'"
+        ) from exc
+    dialect = PostgresDialect(url)
+    scripts = dialect.script("schema") + dialect.script("ledger")
+    version = hashlib.sha256(scripts.encode()).hexdigest()
+    try:
+        with psycopg.connect(url, connect_timeout=CONNECT_TIMEOUT) as conn, conn.cursor() as cur:
+            if _installed(cur) == version:
+                return
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            if _installed(cur) == version:  # another process installed it meanwhile
+                return
+            cur.execute(dialect.script("schema"))
+            cur.execute(dialect.script("ledger"))
+            cur.execute(
+                "CREATE TABLE IF NOT EXISTS bm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
+            )
+            cur.execute(
+                "INSERT INTO bm_meta (key, value) VALUES ('schema', %s)"
+                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (version,),
+            )
+    except psycopg.OperationalError as exc:
+        raise StoreUnavailableError(
+            f"cannot connect to PostgreSQL at {redact_url(url)}: {one_line(exc)}"
+        ) from exc
+
+
+class PostgresDatabase(PostgresDialect):
+    """A PostgreSQL database behind a pool of autocommit connections."""
+
+    def __init__(self, url: str, pool_size: int = POOL_SIZE) -> None:
+        super().__init__(url)
+        install(url)
+        from psycopg_pool import ConnectionPool
+
         self.pool: ConnectionPool[Any] = ConnectionPool(
             url,
             min_size=1,
@@ -80,38 +131,6 @@ class PostgresDatabase(Database):
             raise StoreUnavailableError(
                 f"cannot connect to PostgreSQL at {redact_url(url)}: {one_line(exc)}"
             ) from exc
-        self._install()
-
-    def _install(self) -> None:
-        """Create the tables and functions, unless this very version is installed already: DDL
-        locks tables that other processes are using, so it runs only when something changed."""
-        scripts = self.script("schema") + self.script("ledger")
-        version = hashlib.sha256(scripts.encode()).hexdigest()
-        with self.write() as cur:
-            if _installed(cur) == version:
-                return
-            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
-            if _installed(cur) == version:  # another process installed it meanwhile
-                return
-            cur.execute(self.script("schema"))
-            cur.execute(self.script("ledger"))
-            cur.execute(
-                "CREATE TABLE IF NOT EXISTS bm_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)"
-            )
-            cur.execute(
-                "INSERT INTO bm_meta (key, value) VALUES ('schema', %s)"
-                " ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                (version,),
-            )
-
-    def sql(self, statement: str) -> str:
-        return statement.replace("?", "%s")
-
-    def money_param(self, amount: Decimal) -> Any:
-        return amount
-
-    def list_param(self, values: Sequence[Any]) -> Any:
-        return list(values)
 
     @contextmanager
     def read(self) -> Iterator[Cursor]:
@@ -149,6 +168,9 @@ def _open(url: str) -> Database:
     return PostgresDatabase(url)
 
 
+#: A function call: its SQL (``name(%s, ...)``) and parameters.
+FunctionCall = tuple[str, tuple[Any, ...]]
+
 #: The functions' own SQLSTATEs, and the errors they mean.
 _ERRORS: dict[str, type[Exception]] = {
     "BM001": UnknownUserError,
@@ -183,24 +205,93 @@ class PostgresStore(SqlStore):
         url = self.db.url if isinstance(self.db, PostgresDatabase) else "?"
         return f"PostgresStore({redact_url(url)!r}, project={self.project!r})"
 
-    def _call(self, function: str, params: Sequence[Any]) -> Outcome:
-        import psycopg
-
+    def _call(self, call: FunctionCall) -> Outcome:
         assert isinstance(self.db, PostgresDatabase)
         try:
-            answer = self.db.call(function, params)
-        except psycopg.Error as exc:
-            if exc.sqlstate not in _ERRORS:
+            answer = self.db.call(*call)
+        except Exception as exc:
+            if not _is_ours(exc):
                 raise  # translated by backend_errors
             raise _translated(exc) from None
         self.housekeeping()
-        return _outcome(answer)
+        return self.outcome(answer)
 
-    # -- the ledger operations --------------------------------------------------------------------
+    # -- the ledger operations: each one call of a function ----------------------------------------
     def put(self, user: str, record: UserRecord) -> UserRecord:
+        outcome = self._call(self.put_call(user, record))
+        assert outcome.record is not None
+        return outcome.record
+
+    def delete(self, user: str) -> bool:
+        return not self._call(self.delete_call(user)).replayed
+
+    def charge(
+        self,
+        levels: Sequence[Level],
+        model: str | None,
+        amount: Decimal,
+        now: float,
+        limit_check: bool = False,
+        key: str | None = None,
+        thresholds: Sequence[Decimal] = (),
+    ) -> Outcome:
+        return self._call(
+            self.charge_call(levels, model, amount, now, limit_check, key, thresholds)
+        )
+
+    def hold(
+        self,
+        levels: Sequence[Level],
+        hold_id: str,
+        amount: Decimal,
+        expires_at: float,
+        now: float,
+        model: str | None = None,
+        limit_check: bool = True,
+    ) -> Outcome:
+        return self._call(
+            self.hold_call(levels, hold_id, amount, expires_at, now, model, limit_check)
+        )
+
+    def settle(
+        self,
+        hold_id: str,
+        amount: Decimal,
+        model: str | None,
+        thresholds: Sequence[Decimal] = (),
+        known: HoldRecord | None = None,
+    ) -> Outcome:
+        return self._call(self.settle_call(hold_id, amount, model, thresholds, known))
+
+    def release(self, hold_id: str) -> Outcome:
+        return self._call(self.release_call(hold_id))
+
+    def reset(self, user: str) -> Outcome:
+        return self._call(self.reset_call(user))
+
+    def roll(self, levels: Sequence[Level]) -> Outcome:
+        return self._call(self.roll_call(levels))
+
+    # -- the calls, for the sync and the asyncio store alike ----------------------------------------
+    def outcome(self, answer: dict[str, Any]) -> Outcome:
+        """An operation's outcome from a function's answer (rows as arrays)."""
+        row, hold = answer.get("row"), answer.get("hold")
+        held = self.hold_of(hold) if hold else None
+        return Outcome(
+            self.record_of(held.user if held else "", row) if row else None,
+            held,
+            tuple(answer.get("rolled") or ()),
+            tuple(
+                Alert(u, float(f), float(spent), float(total), None if at is None else float(at))
+                for u, f, spent, total, at in answer.get("alerts") or ()
+            ),
+            bool(answer.get("replayed")),
+        )
+
+    def put_call(self, user: str, record: UserRecord) -> FunctionCall:
         ledger.check_names(user, record)
         row = self.row(record)
-        outcome = self._call(
+        return (
             "bm_put(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 self.project,
@@ -217,13 +308,11 @@ class PostgresStore(SqlStore):
                 self.max_levels,
             ),
         )
-        assert outcome.record is not None
-        return outcome.record
 
-    def delete(self, user: str) -> bool:
-        return not self._call("bm_delete(%s, %s)", (self.project, user)).replayed
+    def delete_call(self, user: str) -> FunctionCall:
+        return "bm_delete(%s, %s)", (self.project, user)
 
-    def charge(
+    def charge_call(
         self,
         levels: Sequence[Level],
         model: str | None,
@@ -232,12 +321,12 @@ class PostgresStore(SqlStore):
         limit_check: bool = False,
         key: str | None = None,
         thresholds: Sequence[Decimal] = (),
-    ) -> Outcome:
+    ) -> FunctionCall:
         key_id = request = None
         if key is not None:
             key_id = self.key_id(key)
             request = bytes.fromhex(ledger.request_fingerprint(levels[0][0], model, amount))
-        return self._call(
+        return (
             "bm_charge(%s, %s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[],"
             " %s, %s, %s, %s, %s, %s, %s, %s::numeric[], %s)",
             (
@@ -255,7 +344,7 @@ class PostgresStore(SqlStore):
             ),
         )
 
-    def hold(
+    def hold_call(
         self,
         levels: Sequence[Level],
         hold_id: str,
@@ -264,22 +353,22 @@ class PostgresStore(SqlStore):
         now: float,
         model: str | None = None,
         limit_check: bool = True,
-    ) -> Outcome:
-        return self._call(
+    ) -> FunctionCall:
+        return (
             "bm_hold(%s, %s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[],"
             " %s, %s, %s, %s, %s, %s)",
             (self.project, *_windows(levels), hold_id, amount, expires_at, now, model, limit_check),
         )
 
-    def settle(
+    def settle_call(
         self,
         hold_id: str,
         amount: Decimal,
         model: str | None,
         thresholds: Sequence[Decimal] = (),
         known: HoldRecord | None = None,
-    ) -> Outcome:
-        return self._call(
+    ) -> FunctionCall:
+        return (
             "bm_settle(%s, %s, %s, %s, %s::numeric[], %s, %s::jsonb)",
             (
                 self.project,
@@ -292,15 +381,15 @@ class PostgresStore(SqlStore):
             ),
         )
 
-    def release(self, hold_id: str) -> Outcome:
-        return self._call("bm_release(%s, %s)", (self.project, hold_id))
+    def release_call(self, hold_id: str) -> FunctionCall:
+        return "bm_release(%s, %s)", (self.project, hold_id)
 
-    def reset(self, user: str) -> Outcome:
-        return self._call("bm_reset(%s, %s)", (self.project, user))
+    def reset_call(self, user: str) -> FunctionCall:
+        return "bm_reset(%s, %s)", (self.project, user)
 
-    def roll(self, levels: Sequence[Level]) -> Outcome:
+    def roll_call(self, levels: Sequence[Level]) -> FunctionCall:
         users, periods, anchors, starts, _ = _windows(levels)
-        return self._call(
+        return (
             "bm_roll(%s, %s::text[], %s::text[], %s::float8[], %s::float8[])",
             (self.project, users, periods, anchors, starts),
         )
@@ -317,20 +406,9 @@ def _windows(levels: Sequence[Level]) -> tuple[list[Any], ...]:
     )
 
 
-def _outcome(answer: dict[str, Any]) -> Outcome:
-    record = answer.get("record")
-    hold = answer.get("hold")
-    user = hold["user"] if hold else None
-    return Outcome(
-        from_json(user or "", record) if record else None,
-        hold_from_json(hold) if hold else None,
-        tuple(answer.get("rolled") or ()),
-        tuple(
-            Alert(u, float(f), float(spent), float(total), None if start is None else float(start))
-            for u, f, spent, total, start in answer.get("alerts") or ()
-        ),
-        bool(answer.get("replayed")),
-    )
+def _is_ours(exc: BaseException) -> bool:
+    """Whether ``exc`` is one of the functions' own errors."""
+    return getattr(exc, "sqlstate", None) in _ERRORS
 
 
 def _translated(exc: Any) -> Exception:

@@ -30,7 +30,7 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from decimal import Decimal
 from importlib import resources
-from typing import Any, ClassVar, Protocol
+from typing import Any, ClassVar, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
 from .. import ledger, names
@@ -53,6 +53,14 @@ HOLD_COLUMNS = (
     "hold_id, user_id, amount, level_users, level_starts, expires_at, created_at, model, "
     "state, settled"
 )
+
+
+class Query(NamedTuple):
+    """A read: its SQL (``?`` placeholders), parameters, and how its rows become the answer."""
+
+    sql: str
+    params: tuple[Any, ...]
+    decode: Callable[[list[Any]], Any]
 
 
 class Cursor(Protocol):
@@ -210,7 +218,8 @@ class SqlStore(BudgetStore):
         data["total_budget"] = Decimal(str(total))
         data["current_cost"] = Decimal(str(spent))
         if model_cost:
-            data["model_cost"] = {m: Decimal(c) for m, c in json.loads(model_cost).items()}
+            costs = json.loads(model_cost) if isinstance(model_cost, str) else model_cost
+            data["model_cost"] = {m: Decimal(str(c)) for m, c in costs.items()}
         if period is not None:
             data["period"] = period
             data["duration"] = json.loads(duration) if duration is not None else None
@@ -270,49 +279,62 @@ class SqlStore(BudgetStore):
         names.check(key, "idempotency_key", names.MAX_KEY)
         return _digest(self.project, key)
 
-    # -- reads -----------------------------------------------------------------------------------
-    def get(self, user: str) -> UserRecord | None:
+    # -- reads, as queries any executor runs -----------------------------------------------------
+    def get_query(self, user: str) -> Query:
         names.check(user, "user")
+        return Query(
+            f"SELECT {COLUMNS} FROM bm_budgets WHERE project = ? AND user_id = ?",
+            (self.project, user),
+            lambda rows: self.record_of(user, rows[0]) if rows else None,
+        )
+
+    def users_query(self) -> Query:
+        return Query(
+            "SELECT user_id FROM bm_budgets WHERE project = ? ORDER BY user_id",
+            (self.project,),
+            lambda rows: [found[0] for found in rows],
+        )
+
+    def records_query(self) -> Query:
+        return Query(
+            f"SELECT user_id, {COLUMNS} FROM bm_budgets WHERE project = ? ORDER BY user_id",
+            (self.project,),
+            lambda rows: {found[0]: self.record_of(found[0], found[1:]) for found in rows},
+        )
+
+    def holds_query(self, user: str | None) -> Query:
+        if user is None:
+            sql = f"SELECT {HOLD_COLUMNS} FROM bm_holds WHERE project = ? AND state = 'open'"
+            params: tuple[Any, ...] = (self.project,)
+        else:
+            sql = (
+                f"SELECT {_prefixed('h.', HOLD_COLUMNS)} FROM bm_hold_levels l"
+                " JOIN bm_holds h ON h.project = l.project AND h.hold_id = l.hold_id"
+                " WHERE l.project = ? AND l.level_user = ?"
+            )
+            params = (self.project, user)
+        return Query(sql, params, lambda rows: [self.hold_of(found) for found in rows])
+
+    def _read(self, query: Query) -> Any:
         with self.db.read() as cur:
-            return self.select(cur, user)
+            cur.execute(self.db.sql(query.sql), query.params)
+            return query.decode(cur.fetchall())
+
+    def get(self, user: str) -> UserRecord | None:
+        found: UserRecord | None = self._read(self.get_query(user))
+        return found
 
     def users(self) -> list[str]:
-        with self.db.read() as cur:
-            cur.execute(
-                self.db.sql("SELECT user_id FROM bm_budgets WHERE project = ? ORDER BY user_id"),
-                (self.project,),
-            )
-            return [found[0] for found in cur.fetchall()]
+        found: list[str] = self._read(self.users_query())
+        return found
 
     def records(self) -> dict[str, UserRecord]:
-        with self.db.read() as cur:
-            cur.execute(
-                self.db.sql(
-                    f"SELECT user_id, {COLUMNS} FROM bm_budgets WHERE project = ? ORDER BY user_id"
-                ),
-                (self.project,),
-            )
-            return {found[0]: self.record_of(found[0], found[1:]) for found in cur.fetchall()}
+        found: dict[str, UserRecord] = self._read(self.records_query())
+        return found
 
     def holds(self, user: str | None = None) -> list[HoldRecord]:
-        with self.db.read() as cur:
-            if user is None:
-                cur.execute(
-                    self.db.sql(
-                        f"SELECT {HOLD_COLUMNS} FROM bm_holds WHERE project = ? AND state = 'open'"
-                    ),
-                    (self.project,),
-                )
-            else:
-                cur.execute(
-                    self.db.sql(
-                        f"SELECT {_prefixed('h.', HOLD_COLUMNS)} FROM bm_hold_levels l"
-                        " JOIN bm_holds h ON h.project = l.project AND h.hold_id = l.hold_id"
-                        " WHERE l.project = ? AND l.level_user = ?"
-                    ),
-                    (self.project, user),
-                )
-            return [self.hold_of(found) for found in cur.fetchall()]
+        found: list[HoldRecord] = self._read(self.holds_query(user))
+        return found
 
     # -- whole dicts and housekeeping -------------------------------------------------------------
     def _replace(self, records: dict[str, UserRecord]) -> None:
