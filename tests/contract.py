@@ -17,7 +17,7 @@ import pytest
 from budget_manager import BudgetManager
 
 #: Every store; those that share state between processes also run the multi-process tests.
-STORES = ["memory", "json", "sqlite", "postgresql", "hosted"]  # + "redis" once merged
+STORES = ["memory", "json", "sqlite", "postgresql", "redis", "hosted"]
 SHARED = [s for s in STORES if s != "memory"]
 REDIS_URL = os.environ.get("BUDGET_MANAGER_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
