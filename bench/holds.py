@@ -203,49 +203,67 @@ CEILINGS["redis"] = redis_ceiling
 
 
 # -- workers ---------------------------------------------------------------------------------------
-def worker(url: str, users: list[str], spec: dict[str, Any], ready: Any, go: Any, out: Any) -> None:
-    """One process: open the store, learn every user's levels, then make pairs until the end."""
+def worker(
+    url: str, users: list[str], threads: int, spec: dict[str, Any], ready: Any, go: Any, out: Any
+) -> None:
+    """One process: open the store, learn every user's levels, then make pairs in ``threads``
+    threads (sharing the process's manager, as an application's threads would) until the end."""
     os.environ.setdefault("BUDGET_MANAGER_OFFLINE", "1")
+    import threading
+
     from budget_manager import BudgetManager
 
     bm = BudgetManager(PROJECT, store=url)
     now = time.time()
     for user in users:  # untimed: the levels every pair needs, as a long-running process has them
         bm._ops.run(bm._ops.flows.levels(user, now))
-    rng = random.Random(os.getpid())
+    counts = [0] * threads
+    errors = [0] * threads
+
+    def loop(i: int, start: float, end: float) -> None:
+        pick = random.Random(os.getpid() * 100 + i).randrange
+        n = len(users)
+        while time.time() < start:
+            time.sleep(0.0005)
+        while time.time() < end:
+            user = users[pick(n)] if n > 1 else users[0]
+            try:
+                bm.reserve(user, amount=AMOUNT).settle(cost=AMOUNT)
+            except Exception:
+                errors[i] += 1
+                continue
+            counts[i] += 1
+
     ready.put(os.getpid())
     go.wait()
-    base_cpu = time.process_time()
     start = spec["start"].value
     end = start + spec["seconds"]
-    while time.time() < start:
-        time.sleep(0.0005)
-    count = errors = 0
-    pick = rng.randrange
-    n = len(users)
-    while time.time() < end:
-        user = users[pick(n)] if n > 1 else users[0]
-        try:
-            bm.reserve(user, amount=AMOUNT).settle(cost=AMOUNT)
-        except Exception:
-            errors += 1
-            continue
-        count += 1
+    base_cpu = time.process_time()
+    pool = [threading.Thread(target=loop, args=(i, start, end)) for i in range(threads)]
+    for t in pool:
+        t.start()
+    for t in pool:
+        t.join()
     cpu = time.process_time() - base_cpu
     bm.close()
-    out.put({"pid": os.getpid(), "count": count, "errors": errors, "cpu": cpu})
+    out.put({"pid": os.getpid(), "count": sum(counts), "errors": sum(errors), "cpu": cpu})
 
 
 def run_once(
-    ctx_spawn: Any, url: str, users: list[str], workers: int, seconds: float
+    ctx_spawn: Any, url: str, users: list[str], workers: int, processes: int, seconds: float
 ) -> dict[str, Any]:
+    """``workers`` loops spread over ``processes`` processes, all starting at once."""
     ready, out = ctx_spawn.Queue(), ctx_spawn.Queue()
     go = ctx_spawn.Event()
     start = ctx_spawn.Value("d", 0.0)
     spec = {"seconds": seconds, "start": start}
+    shares = [
+        workers // processes + (1 if i < workers % processes else 0) for i in range(processes)
+    ]
     procs = [
-        ctx_spawn.Process(target=worker, args=(url, users, spec, ready, go, out))
-        for _ in range(workers)
+        ctx_spawn.Process(target=worker, args=(url, users, n, spec, ready, go, out))
+        for n in shares
+        if n
     ]
     for p in procs:
         p.start()
@@ -308,12 +326,17 @@ def machine() -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
         "--stores", default="json,redis", help="comma-separated: " + ", ".join(STORES)
     )
     parser.add_argument("--modes", default="hot,spread")
-    parser.add_argument("--workers", type=int, default=8)
+    parser.add_argument("--workers", type=int, default=8, help="concurrent reserve+settle loops")
+    parser.add_argument(
+        "--layouts",
+        default="8,2,1",
+        help="numbers of processes the workers are spread over (threads share a process's manager)",
+    )
     parser.add_argument("--users", type=int, default=10_000, help="users of the spread case")
     parser.add_argument("--seconds", type=float, default=3.0, help="length of one run")
     parser.add_argument("--runs", type=int, default=3, help="runs per case (the median is shown)")
@@ -331,71 +354,104 @@ def main(argv: list[str] | None = None) -> int:
     print(f"machine: {info['cpus']} CPUs ({info['cpu']}), load {info['load_before']}", flush=True)
     try:
         for store in args.stores.split(","):
-            ceiling = None
-            if store in CEILINGS:
-                ceiling = CEILINGS[store](ctx, args.workers, args.users, args.ceiling_requests)
             for mode in args.modes.split(","):
                 users = ["hot"] if mode == "hot" else [f"user-{i:05d}" for i in range(args.users)]
                 url = STORES[store](ctx)
                 setup(url, users, 1e9 if mode == "hot" else 1e6)
-                rates, lost = [], []
-                for _ in range(args.runs):
-                    before = spent(url)
-                    cpu = SERVER_CPU[store](ctx) if store in SERVER_CPU else None
-                    result = run_once(spawn, url, users, args.workers, args.seconds)
-                    if cpu is not None:
-                        used = SERVER_CPU[store](ctx) - cpu
-                        result["server_cpu_us"] = 1e6 * used / max(result["pairs"], 1)
-                    after = spent(url)
-                    expected = Decimal(result["pairs"]) * Decimal(str(AMOUNT))
-                    lost.append(str(expected - (after - before)))
-                    rates.append(result["rate"])
-                    print(
-                        f"  {store:6s} {mode:6s} {result['rate']:9,.0f} pairs/s "
-                        f"({result['errors']} errors, spent off by {expected - (after - before)}, "
-                        f"CPU us/pair: clients {result['client_cpu_us']:.0f}, "
-                        f"server {result.get('server_cpu_us', 0):.0f})",
-                        flush=True,
-                    )
-                row: dict[str, Any] = {
-                    "store": store,
-                    "mode": mode,
-                    "pairs_per_s": statistics.median(rates),
-                    "runs": rates,
-                    "off_by": lost,
-                }
-                if ceiling is not None:
-                    row["ceiling_evalsha_per_s"] = ceiling[mode]
-                    row["ceiling_pairs_per_s"] = ceiling[mode] / 2
-                    row["ratio"] = row["pairs_per_s"] / row["ceiling_pairs_per_s"]
-                rows.append(row)
+                for layout in (int(x) for x in args.layouts.split(",")):
+                    rows.append(case(args, ctx, spawn, store, mode, url, users, layout))
     finally:
         ctx.close()
         shutil.rmtree(folder, ignore_errors=True)
     info["load_after"] = os.getloadavg()
     print()
-    print(f"| store | users | pairs/s (median of {args.runs}) | runs | ceiling pairs/s | ratio |")
-    print("|---|---|---|---|---|---|")
+    print(table(rows, args))
+    print(f"\n{args.seconds:g} s per run; machine: {info}")
+    args.out.mkdir(parents=True, exist_ok=True)
+    document = {"machine": info, "args": {**vars(args), "out": str(args.out)}, "rows": rows}
+    (args.out / "holds.json").write_text(json.dumps(document, indent=2))
+    return 0
+
+
+def case(
+    args: argparse.Namespace,
+    ctx: Context,
+    spawn: Any,
+    store: str,
+    mode: str,
+    url: str,
+    users: list[str],
+    processes: int,
+) -> dict[str, Any]:
+    """Runs of one store, mode and layout, each after a measurement of the ceiling."""
+    rates: list[float] = []
+    ceilings: list[float] = []
+    off: list[str] = []
+    client_cpu: list[float] = []
+    server_cpu: list[float] = []
+    for _ in range(args.runs):
+        if store in CEILINGS:
+            ceiling = CEILINGS[store](ctx, args.workers, args.users, args.ceiling_requests)
+            ceilings.append(ceiling[mode])
+        before = spent(url)
+        cpu = SERVER_CPU[store](ctx) if store in SERVER_CPU else None
+        result = run_once(spawn, url, users, args.workers, processes, args.seconds)
+        if cpu is not None:
+            server_cpu.append(1e6 * (SERVER_CPU[store](ctx) - cpu) / max(result["pairs"], 1))
+        difference = Decimal(result["pairs"]) * Decimal(str(AMOUNT)) - (spent(url) - before)
+        off.append(str(difference))
+        rates.append(result["rate"])
+        client_cpu.append(result["client_cpu_us"])
+        print(
+            f"  {store:6s} {mode:6s} {processes} process(es) {result['rate']:9,.0f} pairs/s "
+            f"({result['errors']} errors, spent off by {difference}; CPU us/pair: clients "
+            f"{result['client_cpu_us']:.0f}"
+            + (f", server {server_cpu[-1]:.0f}" if server_cpu else "")
+            + (f"; ceiling {ceilings[-1]:,.0f} EVALSHA/s" if ceilings else "")
+            + ")",
+            flush=True,
+        )
+    row: dict[str, Any] = {
+        "store": store,
+        "mode": mode,
+        "workers": args.workers,
+        "processes": processes,
+        "pairs_per_s": statistics.median(rates),
+        "runs": rates,
+        "off_by": off,
+        "client_cpu_us_per_pair": statistics.median(client_cpu),
+    }
+    if server_cpu:
+        row["server_cpu_us_per_pair"] = statistics.median(server_cpu)
+    if ceilings:
+        row["ceiling_evalsha_per_s"] = statistics.median(ceilings)
+        row["ceiling_runs"] = ceilings
+        row["ceiling_pairs_per_s"] = row["ceiling_evalsha_per_s"] / 2
+        row["ratio"] = row["pairs_per_s"] / row["ceiling_pairs_per_s"]
+    return row
+
+
+def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
+    lines = [
+        f"| store | users | {args.workers} workers as | pairs/s (median of {args.runs}) | runs "
+        "| ceiling pairs/s (EVALSHA/s / 2) | ratio | CPU us/pair client / server |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for row in rows:
         users = "1 (hot)" if row["mode"] == "hot" else f"{args.users:,} spread"
+        p = row["processes"]
+        layout = f"{p} processes" if p == row["workers"] else f"{p} process(es) x threads"
         runs = ", ".join(f"{r:,.0f}" for r in row["runs"])
-        ceiling = (
-            f"{row['ceiling_pairs_per_s']:,.0f} (EVALSHA {row['ceiling_evalsha_per_s']:,.0f}/s)"
-            if "ceiling_pairs_per_s" in row
-            else "-"
-        )
+        ceiling = f"{row['ceiling_pairs_per_s']:,.0f}" if "ceiling_pairs_per_s" in row else "-"
         ratio = f"{row['ratio']:.2f}" if "ratio" in row else "-"
-        print(
-            f"| {row['store']} | {users} | {row['pairs_per_s']:,.0f} | {runs} | {ceiling} | {ratio} |"
+        cpu = f"{row['client_cpu_us_per_pair']:.0f}"
+        if "server_cpu_us_per_pair" in row:
+            cpu += f" / {row['server_cpu_us_per_pair']:.0f}"
+        lines.append(
+            f"| {row['store']} | {users} | {layout} | {row['pairs_per_s']:,.0f} | {runs} "
+            f"| {ceiling} | {ratio} | {cpu} |"
         )
-    print(f"\n{args.workers} worker processes, {args.seconds:g} s per run; machine: {info}")
-    args.out.mkdir(parents=True, exist_ok=True)
-    (args.out / "holds.json").write_text(
-        json.dumps(
-            {"machine": info, "args": vars(args) | {"out": str(args.out)}, "rows": rows}, indent=2
-        )
-    )
-    return 0
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@ Redis Cluster slot and each script touches one slot)::
     <prefix>:{<tag>}:tree          zset    "parent\\0child", listed by prefix (children of a budget)
     <prefix>:{<tag>}:u:<user>      hash    the budget (fields below)
     <prefix>:{<tag>}:o:<user>      zset    open holds against the budget: "amount|hold id" by expiry
-    <prefix>:{<tag>}:h:<hold id>   hash    a hold, kept HOLD_RETENTION after it expires
+    <prefix>:{<tag>}:h:<hold id>   string  a hold (fields separated by \\x02), kept
+                                           HOLD_RETENTION after it expires
     <prefix>:{<tag>}:k:<digest>    string  an idempotency key's request fingerprint, KEY_RETENTION
 
 ``<tag>`` is the first 16 hex digits of the SHA-256 of the project name, so any name (braces
@@ -302,43 +303,23 @@ def decode_levels(raw: bytes) -> tuple[tuple[str, float | None], ...]:
     )
 
 
-def decode_hold(flat: Sequence[bytes], hold_id: str) -> HoldRecord | None:
-    """A hold from its hash's fields and values, or None if it has none."""
-    if not flat:
+def decode_hold(raw: bytes | None, hold_id: str) -> HoldRecord | None:
+    """A hold from its string (fields separated by \\x02, see ``read_hold`` in lib.lua), or
+    None if there is none."""
+    if not raw:
         return None
-    user = amount = levels = expires = created = state = None
-    model = settled = None
     try:
-        for i in range(0, len(flat), 2):
-            field, value = flat[i], flat[i + 1]
-            if field == b"a":
-                amount = Decimal(value.decode())
-            elif field == b"l":
-                levels = decode_levels(value)
-            elif field == b"e":
-                expires = float(value)
-            elif field == b"c":
-                created = float(value)
-            elif field == b"u":
-                user = value.decode()
-            elif field == b"s":
-                state = value.decode()
-            elif field == b"m":
-                model = value.decode()
-            elif field == b"x":
-                settled = Decimal(value.decode())
-        if None in (user, amount, levels, expires, created, state):
-            raise ValueError("a field is missing")
+        user, amount, levels, expires, created, state, model, settled = raw.split(b"\x02")
         return HoldRecord(
             hold_id,
-            user,
-            amount,
-            levels,
-            expires,
-            created,
-            model,
-            state,
-            settled,  # type: ignore[arg-type]
+            user.decode(),
+            Decimal(amount.decode()),
+            decode_levels(levels),
+            float(expires),
+            float(created),
+            model.decode() or None,
+            state.decode(),
+            Decimal(settled.decode()) if settled else None,
         )
     except (ValueError, InvalidOperation, UnicodeDecodeError, IndexError) as exc:
         raise CorruptStoreError(f"the Redis hold {hold_id!r} is unreadable: {exc!r}") from None
@@ -357,8 +338,8 @@ def outcome(
         raise refusal(reply, user, hold_id)
     _, replayed, rolled, alerts, record, hold = reply
     taken = None
-    if new is not None and not replayed and len(hold) < 4:
-        taken = new if not hold else _with_levels(new, hold[1])
+    if new is not None and not replayed and b"\x02" not in hold:
+        taken = new if not hold else _with_levels(new, hold)
     elif hold:
         assert hold_id is not None
         taken = decode_hold(hold, hold_id)
@@ -496,16 +477,16 @@ def holds(keys: Keys, user: str | None) -> Plan[list[HoldRecord]]:
     listed = list(ids)
     for at in range(0, len(listed), BATCH):
         batch = listed[at : at + BATCH]
-        reply = _ok((yield Call("read", [keys.hold(i) for i in batch], ["hash"])))
-        for hold_id, flat in zip(batch, reply[1:], strict=True):
-            hold = decode_hold(flat, hold_id)
+        reply = _ok((yield Call("read", [keys.hold(i) for i in batch], ["string"])))
+        for hold_id, raw in zip(batch, reply[1:], strict=True):
+            hold = decode_hold(raw, hold_id)
             if hold is not None and hold.state == "open":
                 found.append(hold)
     return found
 
 
 def read_hold(keys: Keys, hold_id: str) -> Plan[HoldRecord | None]:
-    reply = _ok((yield Call("read", [keys.hold(hold_id)], ["hash"])))
+    reply = _ok((yield Call("read", [keys.hold(hold_id)], ["string"])))
     return decode_hold(reply[1], hold_id)
 
 

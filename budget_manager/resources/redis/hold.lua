@@ -3,13 +3,13 @@
 -- ARGV: marker, hold id, user, amount, expires at, now, model ('' none), limit check ('1' or
 --       '0'), how long to keep the hold's record (ms), levels (count, then 4 each).
 -- A new hold is answered with its levels only (the caller knows the rest); a repeated hold id
--- with the hold as stored.
+-- with the hold as stored (see read_hold).
 if call('GET', KEYS[1]) ~= ARGV[1] then return lost() end
 local hold_id, user, amount, expires, now = ARGV[2], ARGV[3], ARGV[4], ARGV[5], ARGV[6]
-local existing, stored = load(KEYS[2])
+local existing = read_hold(KEYS[2])
 if existing then
   if existing.u ~= user or existing.a ~= amount then return {'err', 'hold_conflict'} end
-  return ok(true, nil, nil, call('HGETALL', KEYS[3]), stored)
+  return ok(true, nil, nil, call('HGETALL', KEYS[3]), existing.raw)
 end
 local entries, rolled = verified(10, 3)
 if not entries then return rolled end
@@ -29,17 +29,12 @@ for i, e in ipairs(entries) do
   sums[i] = text(plus(hd, hf, ad, af))
 end
 local levels = concat(parts, '\1')
-if ARGV[7] ~= '' then
-  call('HSET', KEYS[2], 'u', user, 'a', amount, 'l', levels, 'e', expires, 'c', now, 's', 'open',
-    'm', ARGV[7])
-else
-  call('HSET', KEYS[2], 'u', user, 'a', amount, 'l', levels, 'e', expires, 'c', now, 's', 'open')
-end
-call('PEXPIRE', KEYS[2], ARGV[9])
+call('SET', KEYS[2], concat({user, amount, levels, expires, now, 'open', ARGV[7], ''}, '\2'),
+  'PX', ARGV[9])
 local member = amount .. '|' .. hold_id
 for i, e in ipairs(entries) do
   call('ZADD', e.zkey, expires, member)
   put_field(e, 'h', sums[i])
   flush(e)
 end
-return ok(false, rolled, nil, shown(entries[1]), {'l', levels})
+return ok(false, rolled, nil, shown(entries[1]), levels)

@@ -302,14 +302,32 @@ local function verified(at, kat)
   return entries, rolled
 end
 
+-- Holds: one string per hold, its fields in this order separated by \2 (none of them can hold a
+-- control character): user, amount, levels (name and period start of each, separated by \1),
+-- expires at, created at, state, model, settled amount ('' for none).
+local function read_hold(key)
+  local raw = call('GET', key)
+  if not raw then return nil end
+  local f = {}
+  for part in gmatch(raw .. '\2', '([^\2]*)\2') do f[#f + 1] = part end
+  local hold = {u = f[1], a = f[2], l = f[3], e = f[4], c = f[5], s = f[6], raw = raw}
+  if f[7] ~= '' then hold.m = f[7] end
+  if f[8] ~= '' then hold.x = f[8] end
+  return hold
+end
+
+local function packed(hold)
+  return concat({hold.u, hold.a, hold.l, hold.e, hold.c, hold.s, hold.m or '', hold.x or ''}, '\2')
+end
+
 local function lost()
   return {'err', 'lost'}
 end
 
--- A successful reply: whether nothing changed, budgets rolled, alerts, the user's record and the
--- hold (each as field, value, ...).
+-- A successful reply: whether nothing changed, budgets rolled, alerts, the user's record (field,
+-- value, ...) and the hold (see read_hold; '' for none).
 local function ok(replayed, rolled, alerts, record, hold)
-  return {'ok', replayed and 1 or 0, rolled or {}, alerts or {}, record or {}, hold or {}}
+  return {'ok', replayed and 1 or 0, rolled or {}, alerts or {}, record or {}, hold or ''}
 end
 
 -- ----------------------------------------------------------------------------------------------

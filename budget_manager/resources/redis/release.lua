@@ -3,14 +3,14 @@
 -- ARGV: marker, hold id, the hold's levels (count, then name and period start each).
 if call('GET', KEYS[1]) ~= ARGV[1] then return lost() end
 local hold_id = ARGV[2]
-local hold = load(KEYS[2])
+local hold = read_hold(KEYS[2])
 if not hold then return {'err', 'unknown_hold'} end
 local n = tonumber(ARGV[3])
 local parts = {}
 for i = 1, 2 * n do parts[i] = ARGV[3 + i] end
 local levels = concat(parts, '\1')
 if hold.l ~= levels then return {'err', 'relevel', hold.l} end
-if hold.s ~= 'open' then return ok(true, nil, nil, call('HGETALL', KEYS[3]), flat(hold)) end
+if hold.s ~= 'open' then return ok(true, nil, nil, call('HGETALL', KEYS[3]), hold.raw) end
 local hd, hf = money(hold.a)
 local member = hold.a .. '|' .. hold_id
 local first = nil
@@ -24,5 +24,6 @@ for i = 1, n do
   if i == 1 then first = e end
 end
 hold.s = 'released'
-call('HSET', KEYS[2], 's', 'released')
-return ok(false, nil, nil, shown(first), flat(hold))
+local done = packed(hold)
+call('SET', KEYS[2], done, 'KEEPTTL')
+return ok(false, nil, nil, shown(first), done)

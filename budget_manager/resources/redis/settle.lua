@@ -14,7 +14,7 @@ local parts = {}
 for i = 1, 2 * n do parts[i] = ARGV[at + i] end
 local levels = concat(parts, '\1')
 local k = at + 2 * n + 1
-local hold = load(KEYS[2])
+local hold = read_hold(KEYS[2])
 local stored = hold ~= nil
 if not stored then
   if ARGV[k] == '' then return {'err', 'unknown_hold'} end
@@ -25,7 +25,7 @@ if hold.l ~= levels then return {'err', 'relevel', hold.l} end
 -- Whether Redis has the hold as the caller knows it (then the reply need not repeat it).
 local as_known = ARGV[k] ~= '' and hold.u == ARGV[k] and hold.a == ARGV[k + 1]
   and hold.e == ARGV[k + 2] and hold.c == ARGV[k + 3] and (hold.m or '') == ARGV[k + 4]
-if hold.s == 'settled' then return ok(true, nil, nil, call('HGETALL', KEYS[3]), flat(hold)) end
+if hold.s == 'settled' then return ok(true, nil, nil, call('HGETALL', KEYS[3]), hold.raw) end
 if model == '' then model = hold.m or '' end
 local ad, af = money(amount)
 local alerts, entries, first = {}, {}, nil
@@ -52,15 +52,11 @@ for i = 1, n do
 end
 hold.s, hold.x = 'settled', amount
 if model ~= '' then hold.m = model end
+local done = packed(hold)
 if stored then
-  if hold.m then
-    call('HSET', KEYS[2], 's', 'settled', 'x', amount, 'm', hold.m)
-  else
-    call('HSET', KEYS[2], 's', 'settled', 'x', amount)
-  end
+  call('SET', KEYS[2], done, 'KEEPTTL')
 else
-  call('HSET', KEYS[2], unpack(flat(hold)))
-  call('PEXPIRE', KEYS[2], ARGV[k + 6])
+  call('SET', KEYS[2], done, 'PX', ARGV[k + 6])
 end
 if as_known then return ok(false, nil, alerts, shown(first)) end
-return ok(false, nil, alerts, shown(first), flat(hold))
+return ok(false, nil, alerts, shown(first), done)
