@@ -135,8 +135,13 @@ class _Server:
             return conn.read_response()
         except self._response_error:
             raise  # an error reply: the connection is fine
-        except BaseException:
+        except BaseException as exc:
             conn.disconnect()  # it reconnects when next used
+            if isinstance(exc, (self.errors.ConnectionError, self.errors.TimeoutError)):
+                # The server went away: the other idle connections are most likely dead too.
+                stale, self._idle = self._idle, []
+                for other in stale:
+                    other.disconnect()
             raise
         finally:
             self._idle.append(conn)

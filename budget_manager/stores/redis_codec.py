@@ -12,7 +12,8 @@ Redis Cluster slot and each script touches one slot)::
     <prefix>:{<tag>}:marker        string  set once; vanishes only if Redis lost the data
     <prefix>:{<tag>}:users         hash    user -> parent ('' for none)
     <prefix>:{<tag>}:tree          zset    "parent\\0child", listed by prefix (children of a budget)
-    <prefix>:{<tag>}:u:<user>      hash    the budget (fields below)
+    <prefix>:{<tag>}:u:<user>      hash    the budget (fields below); after a delete, only the
+                                           sum of the holds still open against it (h)
     <prefix>:{<tag>}:o:<user>      zset    open holds against the budget: "amount|hold id" by expiry
     <prefix>:{<tag>}:h:<hold id>   string  a hold (fields separated by \\x02), kept
                                            HOLD_RETENTION after it expires
@@ -233,8 +234,9 @@ def _period(name: str) -> Period | None:
 
 
 def decode_record(flat: Sequence[bytes], user: str = "?") -> UserRecord | None:
-    """A budget from its hash's fields and values (HGETALL), or None if it has none."""
-    if not flat:
+    """A budget from its hash's fields and values (HGETALL), or None if it has none (a hash
+    with no total budget is what a deleted budget's open holds left)."""
+    if b"b" not in flat[::2]:
         return None
     try:
         total = spent = ZERO
@@ -505,7 +507,7 @@ def put(keys: Keys, user: str, record: UserRecord) -> Plan[UserRecord]:
 def delete(keys: Keys, user: str) -> Plan[bool]:
     reply = yield Call(
         "delete",
-        [keys.users, keys.tree, keys.record(user), keys.open(user)],
+        [keys.users, keys.tree, keys.record(user)],
         [user],
         retry=False,  # a second try would answer "there was none"
     )
@@ -522,7 +524,7 @@ def replace_all(keys: Keys, new: dict[str, UserRecord]) -> Plan[None]:
             args += (user, parent, str(len(fields)), *fields)
         reply = yield Call(
             "replace",
-            [keys.users, keys.tree, *(keys.record(u) for u in new), *_level_keys(keys, dropped)],
+            [keys.users, keys.tree, *(keys.record(u) for u in new), *map(keys.record, dropped)],
             args,
         )
         if reply[0] == b"ok":

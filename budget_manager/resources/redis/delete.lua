@@ -1,6 +1,6 @@
--- Removes a budget (and the index of holds against it), refused while others name it as their
--- parent (see ledger.delete).
--- KEYS: marker, users, tree, budget, open holds. ARGV: marker, user.
+-- Removes a budget, refused while others name it as their parent (see ledger.delete). The sum
+-- of its open holds stays (see lib.lua), as does the set of them.
+-- KEYS: marker, users, tree, budget. ARGV: marker, user.
 if call('GET', KEYS[1]) ~= ARGV[1] then return lost() end
 local user = ARGV[2]
 local parent = call('HGET', KEYS[2], user)
@@ -13,5 +13,7 @@ if #kids > 0 then
 end
 call('HDEL', KEYS[2], user)
 if parent ~= '' then call('ZREM', KEYS[3], parent .. '\0' .. user) end
-call('DEL', KEYS[4], KEYS[5])
+local held = call('HGET', KEYS[4], 'h')
+call('DEL', KEYS[4])
+if held then call('HSET', KEYS[4], 'h', held) end
 return ok(false)

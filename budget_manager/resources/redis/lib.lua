@@ -86,6 +86,9 @@ end
 
 -- Records: a hash per budget, read into a table; changes are collected and written at the end,
 -- after every check passed (a script that fails half-way would leave its first writes behind).
+-- A deleted budget whose holds are still open keeps only its field h (the sum they hold, as the
+-- open holds set stays): it is no budget (no field b), but a budget of that name created again
+-- counts them, as the ledger does.
 
 local function load(key)
   local raw = call('HGETALL', key)
@@ -284,7 +287,7 @@ local function verified(at, kat)
     local name = ARGV[base]
     local key = KEYS[kat + 2 * (i - 1)]
     local rec, raw = load(key)
-    if not rec then
+    if not rec or not rec.b then
       if i == 1 then return nil, {'err', 'unknown_user', name} end
       return nil, {'err', 'chain', name}
     end

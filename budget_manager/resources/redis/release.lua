@@ -21,7 +21,7 @@ for i = 1, n do
   if rec then e = entry(key, rec, raw) end
   unhold(e, KEYS[2 + 2 * i], member, hd, hf)
   if e then flush(e) end
-  if i == 1 then first = e end
+  if i == 1 and rec and rec.b then first = e end
 end
 hold.s = 'released'
 local done = packed(hold)

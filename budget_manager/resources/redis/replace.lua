@@ -1,7 +1,6 @@
--- Makes the given records the project's whole user dict, atomically; holds stay (the index of
--- holds against a budget that is gone goes with it). The hierarchy was checked by the caller.
--- KEYS: marker, users, tree, each new user's budget, then each dropped user's budget and open
---       holds.
+-- Makes the given records the project's whole user dict, atomically; holds stay (see delete.lua).
+-- The hierarchy was checked by the caller.
+-- KEYS: marker, users, tree, each new user's budget, then each dropped user's budget.
 -- ARGV: marker, the users the caller read (count, then names), the new users (count, then for
 --       each: name, parent ('' none), field count, fields and values).
 if call('GET', KEYS[1]) ~= ARGV[1] then return lost() end
@@ -19,7 +18,11 @@ for i = 1, count do
   users[i] = {name = ARGV[at], parent = ARGV[at + 1], first = at + 3, last = at + 2 + fields}
   at = at + 3 + fields
 end
-for i = 4 + count, #KEYS do call('DEL', KEYS[i]) end
+for i = 4 + count, #KEYS do
+  local held = call('HGET', KEYS[i], 'h')
+  call('DEL', KEYS[i])
+  if held then call('HSET', KEYS[i], 'h', held) end
+end
 call('DEL', KEYS[2], KEYS[3])
 for i, u in ipairs(users) do
   call('HSET', KEYS[2], u.name, u.parent)

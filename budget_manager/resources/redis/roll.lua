@@ -7,7 +7,7 @@ for i = 1, n do
   local base = 3 + 4 * (i - 1)
   local name = ARGV[base]
   local rec, raw = load(KEYS[1 + i])
-  if not rec then
+  if not rec or not rec.b then
     if i == 1 then return {'err', 'unknown_user', name} end
   else
     if not describes(rec, ARGV[base + 1], ARGV[base + 2]) then return {'err', 'chain', name} end

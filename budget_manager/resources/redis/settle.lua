@@ -36,12 +36,14 @@ for i = 1, n do
   if rec then
     local e = entry(key, rec, raw)
     e.name = name
-    if in_period(rec, start) then
-      spend(e, model, ad, af)
-      crossings(e, name, 6, thresholds, alerts)
+    if rec.b then
+      if in_period(rec, start) then
+        spend(e, model, ad, af)
+        crossings(e, name, 6, thresholds, alerts)
+      end
+      if name == hold.u then first = e end
     end
     entries[i] = e
-    if name == hold.u then first = e end
   end
 end
 local hd, hf = money(hold.a)
