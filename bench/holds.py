@@ -250,9 +250,16 @@ def worker(
 
 
 def run_once(
-    ctx_spawn: Any, url: str, users: list[str], workers: int, processes: int, seconds: float
+    ctx_spawn: Any,
+    url: str,
+    users: list[str],
+    workers: int,
+    processes: int,
+    seconds: float,
+    server_cpu: Callable[[], float] | None = None,
 ) -> dict[str, Any]:
-    """``workers`` loops spread over ``processes`` processes, all starting at once."""
+    """``workers`` loops spread over ``processes`` processes, all starting at once; with
+    ``server_cpu``, the CPU the store's server used between the start and the end."""
     ready, out = ctx_spawn.Queue(), ctx_spawn.Queue()
     go = ctx_spawn.Event()
     start = ctx_spawn.Value("d", 0.0)
@@ -271,11 +278,18 @@ def run_once(
         ready.get(timeout=600)
     start.value = time.time() + 0.3
     go.set()
+    used = None
+    if server_cpu is not None:
+        time.sleep(max(start.value - time.time(), 0))
+        used = -server_cpu()
+        time.sleep(max(start.value + seconds - time.time(), 0))
+        used += server_cpu()
     results = [out.get(timeout=seconds + 600) for _ in procs]
     for p in procs:
         p.join()
     pairs = sum(r["count"] for r in results)
     return {
+        "server_cpu_us": None if used is None else 1e6 * used / max(pairs, 1),
         "pairs": pairs,
         "errors": sum(r["errors"] for r in results),
         "rate": pairs / seconds,
@@ -394,10 +408,10 @@ def case(
             ceiling = CEILINGS[store](ctx, args.workers, args.users, args.ceiling_requests)
             ceilings.append(ceiling[mode])
         before = spent(url)
-        cpu = SERVER_CPU[store](ctx) if store in SERVER_CPU else None
-        result = run_once(spawn, url, users, args.workers, processes, args.seconds)
-        if cpu is not None:
-            server_cpu.append(1e6 * (SERVER_CPU[store](ctx) - cpu) / max(result["pairs"], 1))
+        sample = (lambda: SERVER_CPU[store](ctx)) if store in SERVER_CPU else None
+        result = run_once(spawn, url, users, args.workers, processes, args.seconds, sample)
+        if result["server_cpu_us"] is not None:
+            server_cpu.append(result["server_cpu_us"])
         difference = Decimal(result["pairs"]) * Decimal(str(AMOUNT)) - (spent(url) - before)
         off.append(str(difference))
         rates.append(result["rate"])

@@ -19,15 +19,13 @@ project marker key this process saw before has vanished. Every call then raises
 from __future__ import annotations
 
 import functools
-import importlib.resources
 import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
-from hashlib import sha1
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import ledger, names
@@ -36,22 +34,10 @@ from ..ledger import Level, Outcome
 from ..records import HoldRecord, UserRecord
 from . import redis_codec as codec
 from .base import BudgetStore, register
+from .redis_scripts import scripts
 
 T = TypeVar("T")
 
-SCRIPTS = (
-    "open",
-    "read",
-    "put",
-    "delete",
-    "replace",
-    "charge",
-    "hold",
-    "settle",
-    "release",
-    "reset",
-    "roll",
-)
 #: Pauses before sending again a call whose connection failed (only calls that cannot apply
 #: twice: everything but a charge without idempotency key and a delete).
 RETRY_DELAYS = (0.0, 0.05, 0.25)
@@ -59,30 +45,6 @@ RETRY_DELAYS = (0.0, 0.05, 0.25)
 DEFAULTS: dict[str, Any] = {"socket_timeout": 5.0, "socket_connect_timeout": 2.0}
 #: Most hold ids whose levels are remembered, so a release needs no read first.
 LEVELS_CACHE = 10_000
-
-
-class Script(NamedTuple):
-    """A script's full source (the shared library, then its own text) and its SHA-1."""
-
-    source: str
-    sha: str
-
-
-_scripts: dict[str, Script] = {}
-_scripts_lock = threading.Lock()
-
-
-def scripts() -> dict[str, Script]:
-    """Every script, read from the package's resources once per process."""
-    if not _scripts:
-        with _scripts_lock:
-            if not _scripts:
-                folder = importlib.resources.files("budget_manager") / "resources" / "redis"
-                lib = (folder / "lib.lua").read_text(encoding="utf-8")
-                for name in SCRIPTS:
-                    source = lib + (folder / f"{name}.lua").read_text(encoding="utf-8")
-                    _scripts[name] = Script(source, sha1(source.encode()).hexdigest())
-    return _scripts
 
 
 class _Server:
@@ -334,9 +296,10 @@ class RedisStore(BudgetStore):
         model: str | None = None,
         limit_check: bool = True,
     ) -> Outcome:
-        outcome = self._run(
-            codec.hold(self.keys, levels, hold_id, amount, expires_at, now, model, limit_check)
+        pending = codec.hold_call(
+            self.keys, levels, hold_id, amount, expires_at, now, model, limit_check
         )
+        outcome = pending.result(self._send(pending.call))
         if outcome.hold is not None:
             if len(self._levels) >= LEVELS_CACHE:
                 self._levels.clear()
@@ -351,10 +314,21 @@ class RedisStore(BudgetStore):
         thresholds: Sequence[Decimal] = (),
         known: HoldRecord | None = None,
     ) -> Outcome:
-        hint = self._levels.get(hold_id)
-        outcome = self._run(
-            codec.settle(self.keys, hold_id, amount, model, thresholds, known, hint)
-        )
+        if known is not None:  # the common case: one call, without a plan
+            pending = codec.settle_call(
+                self.keys, hold_id, amount, model, thresholds, known, known.levels
+            )
+            try:
+                outcome = pending.result(self._send(pending.call))
+            except codec.Relevel:
+                outcome = self._run(
+                    codec.settle(self.keys, hold_id, amount, model, thresholds, None, None)
+                )
+        else:
+            hint = self._levels.get(hold_id)
+            outcome = self._run(
+                codec.settle(self.keys, hold_id, amount, model, thresholds, None, hint)
+            )
         self._levels.pop(hold_id, None)
         return outcome
 

@@ -177,6 +177,8 @@ def fraction_text(fraction: Decimal) -> str:
 def encode_thresholds(thresholds: Sequence[Decimal]) -> list[str]:
     """Count, then for each fraction (ascending): its text, its digits, the power of ten
     dividing them (so the script compares spend * 10^k with budget * digits exactly)."""
+    if not thresholds:
+        return ["0"]
     out = [str(len(thresholds))]
     for fraction in sorted(set(thresholds)):
         normal = fraction.normalize()
@@ -233,19 +235,21 @@ def _period(name: str) -> Period | None:
     return parse_duration(name)
 
 
+_new = object.__new__
+
+
 def decode_record(flat: Sequence[bytes], user: str = "?") -> UserRecord | None:
     """A budget from its hash's fields and values (HGETALL), or None if it has none (a hash
     with no total budget is what a deleted budget's open holds left)."""
-    if b"b" not in flat[::2]:
-        return None
+    total: Decimal | None = None
+    spent = ZERO
+    period: Period | None = None
+    created = updated = None
+    parent: str | None = None
+    fired: tuple[Decimal, ...] = ()
+    models: dict[str, Decimal] | None = None
+    static: dict[str, Any] | None = None
     try:
-        total = spent = ZERO
-        period: Period | None = None
-        created = updated = None
-        parent: str | None = None
-        fired: tuple[Decimal, ...] = ()
-        models: dict[str, Decimal] | None = None
-        static: dict[str, Any] = {}
         for i in range(0, len(flat), 2):
             field, value = flat[i], flat[i + 1]
             if field == b"c":
@@ -268,22 +272,31 @@ def decode_record(flat: Sequence[bytes], user: str = "?") -> UserRecord | None:
                 fired = tuple(sorted({Decimal(f) for f in value.decode().split(",")}))
             elif field == b"s":
                 static = loads(value)
-        return UserRecord(
-            total,
-            spent,
-            models,
-            period,
-            created,
-            updated,
-            static.get("duration"),
-            static.get("extra"),
-            parent,
-            fired,
-            static.get("on_unknown_model"),
-            static.get("on_store_error"),
-        )
     except (ValueError, InvalidOperation, UnicodeDecodeError, TypeError, AttributeError) as exc:
         raise CorruptStoreError(f"the Redis budget of {user!r} is unreadable: {exc}") from None
+    if total is None:
+        return None
+    # Slot by slot rather than through __init__ (as UserRecord.copy does): every change returns one.
+    record: UserRecord = _new(UserRecord)
+    record.total_budget = total
+    record.current_cost = spent
+    record.model_cost = models
+    record.period = period
+    record.created_at = created
+    record.last_updated_at = updated
+    record.parent = parent
+    record.fired = fired
+    record._period_end = None
+    if static is None:
+        record.duration = None if period is None else period.days
+        record.extra = record.on_unknown_model = record.on_store_error = None
+    else:
+        duration = static.get("duration")
+        record.duration = duration if duration is not None or period is None else period.days
+        record.extra = static.get("extra") or None
+        record.on_unknown_model = static.get("on_unknown_model")
+        record.on_store_error = static.get("on_store_error")
+    return record
 
 
 # -- holds -----------------------------------------------------------------------------------------
@@ -563,7 +576,19 @@ def charge(
     return outcome(reply, user, key)
 
 
-def hold(
+class Pending(NamedTuple):
+    """A script call and what is needed to read its reply."""
+
+    call: Call
+    user: str
+    ident: str | None = None
+    expected: HoldRecord | None = None
+
+    def result(self, reply: list[Any]) -> Outcome:
+        return outcome(reply, self.user, self.ident, self.expected)
+
+
+def hold_call(
     keys: Keys,
     levels: Sequence[Level],
     hold_id: str,
@@ -572,12 +597,12 @@ def hold(
     now: float,
     model: str | None,
     limit_check: bool,
-) -> Plan[Outcome]:
+) -> Pending:
     user = levels[0][0]
     keep_ms = int((max(expires_at - now, 0.0) + HOLD_RETENTION) * 1000) + 1
     held = encode_money(amount)
     expires_at, now = float(expires_at), float(now)
-    reply = yield Call(
+    call = Call(
         "hold",
         [keys.hold(hold_id), *_level_keys(keys, (n for n, _ in levels))],
         [
@@ -593,7 +618,74 @@ def hold(
         ],
     )
     new = HoldRecord(hold_id, user, Decimal(held), (), expires_at, now, model)
-    return outcome(reply, user, hold_id, new)
+    return Pending(call, user, hold_id, new)
+
+
+def hold(
+    keys: Keys,
+    levels: Sequence[Level],
+    hold_id: str,
+    amount: Decimal,
+    expires_at: float,
+    now: float,
+    model: str | None,
+    limit_check: bool,
+) -> Plan[Outcome]:
+    pending = hold_call(keys, levels, hold_id, amount, expires_at, now, model, limit_check)
+    return pending.result((yield pending.call))
+
+
+_KEEP_MS = str(int(HOLD_RETENTION * 1000))
+
+
+def settle_call(
+    keys: Keys,
+    hold_id: str,
+    amount: Decimal,
+    model: str | None,
+    thresholds: Sequence[Decimal],
+    known: HoldRecord | None,
+    levels: tuple[tuple[str, float | None], ...],
+) -> Pending:
+    """The settle of a hold whose ``levels`` are known (``known``'s, when given)."""
+    settled = encode_money(amount)
+    expected = None
+    if known is not None:
+        remembered = [
+            known.user,
+            encode_money(known.amount),
+            repr(known.expires_at),
+            repr(known.created_at),
+            known.model or "",
+            known.state,
+            _KEEP_MS,
+        ]
+        expected = HoldRecord(
+            hold_id,
+            known.user,
+            known.amount,
+            known.levels,
+            known.expires_at,
+            known.created_at,
+            model or known.model,
+            "settled",
+            Decimal(settled),
+        )
+    else:
+        remembered = [""]
+    call = Call(
+        "settle",
+        [keys.hold(hold_id), *_level_keys(keys, (n for n, _ in levels))],
+        [
+            hold_id,
+            settled,
+            model or "",
+            *encode_thresholds(thresholds),
+            *level_args(levels),
+            *remembered,
+        ],
+    )
+    return Pending(call, "", hold_id, expected)
 
 
 def settle(
@@ -613,49 +705,13 @@ def settle(
         if found is None:
             raise UnknownHoldError(hold_id)
         levels = found.levels
-    settled = encode_money(amount)
-    expected = None
-    if known is not None:
-        remembered = [
-            known.user,
-            encode_money(known.amount),
-            repr(known.expires_at),
-            repr(known.created_at),
-            known.model or "",
-            known.state,
-            str(int(HOLD_RETENTION * 1000)),
-        ]
-        expected = HoldRecord(
-            hold_id,
-            known.user,
-            known.amount,
-            known.levels,
-            known.expires_at,
-            known.created_at,
-            model or known.model,
-            "settled",
-            Decimal(settled),
-        )
-    else:
-        remembered = [""]
     for _ in range(2):
-        reply = yield Call(
-            "settle",
-            [keys.hold(hold_id), *_level_keys(keys, (n for n, _ in levels))],
-            [
-                hold_id,
-                settled,
-                model or "",
-                *encode_thresholds(thresholds),
-                *level_args(levels),
-                *remembered,
-            ],
-        )
+        pending = settle_call(keys, hold_id, amount, model, thresholds, known, levels)
         try:
-            return outcome(reply, "", hold_id, expected)
+            return pending.result((yield pending.call))
         except Relevel as other:
             levels = decode_levels(other.levels)
-            remembered, expected = [""], None  # Redis has the hold: what the caller knew is moot
+            known = None  # Redis has the hold: what the caller knew is moot
     raise StoreError(f"the levels of hold {hold_id!r} kept changing")
 
 
