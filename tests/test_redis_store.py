@@ -1,6 +1,7 @@
 """The Redis store beyond the contract suite: the same outcomes as the Python ledger over random
 operations, exact money, one hash tag per project, lost data detected, a Redis stopped and started
-again mid-run, scripts reloaded after SCRIPT FLUSH, TLS, and races with parents and expiring holds.
+again mid-run, scripts reloaded after SCRIPT FLUSH, TLS, Redis Cluster, and races with parents and
+expiring holds.
 
 Tests use the shared Redis at 127.0.0.1:6379 under a random key prefix (never flushing it), or a
 private ``redis-server`` they start on a free loopback port.
@@ -667,3 +668,50 @@ def test_threads_and_processes_racing_with_parents_and_expiring_holds(url: str) 
     org = records["org"].current_cost
     assert org == sum((records[u].current_cost for u in users), Decimal(0))
     assert org <= records["org"].total_budget
+
+
+def test_runs_on_a_redis_cluster_each_project_on_one_node(tmp_path: Path) -> None:
+    nodes = []
+    try:
+        for n in range(3):
+            folder = tmp_path / f"node{n}"
+            folder.mkdir()
+            node = Server(
+                folder,
+                *("--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf"),
+                *("--cluster-port", str(_free_port())),  # not port + 10000, which may not exist
+            )
+            node.start()
+            nodes.append(node)
+        subprocess.run(
+            [
+                *("redis-cli", "--cluster", "create", *(f"127.0.0.1:{n.port}" for n in nodes)),
+                *("--cluster-replicas", "0", "--cluster-yes"),
+            ],
+            check=True,
+            capture_output=True,
+            timeout=60,
+        )
+        deadline = time.monotonic() + 20
+        while not all("cluster_state:ok" in n.cli("cluster", "info") for n in nodes):
+            assert time.monotonic() < deadline, "the cluster did not form"
+            time.sleep(0.1)
+        url = f"{nodes[0].url}?prefix=cl&cluster=true"
+        projects = [f"project-{i}" for i in range(8)]
+        for project in projects:
+            bm = BudgetManager(project, store=url)
+            bm.create_budget(total_budget=1, user="team")
+            bm.create_budget(total_budget=1, user="ann", parent="team")
+            bm.reserve("ann", amount=0.2).settle(cost=0.1)
+            bm._ops.charge("ann", "m", Decimal("0.05"), key="once")
+            assert BudgetManager(project, store=url).get_current_cost("team") == 0.15
+            bm.close()
+        holding = [int(n.cli("dbsize")) for n in nodes]
+        assert sum(1 for count in holding if count) >= 2, holding  # projects spread over nodes
+        for project in projects:  # and each project's keys sit on one node
+            tag = RedisStore(url, project).keys.base.split(":", 1)[1]
+            owners = [n for n in nodes if n.cli("--scan", "--pattern", f"cl:{tag}*")]
+            assert len(owners) == 1, (project, owners)
+    finally:
+        for node in nodes:
+            node.stop()

@@ -7,7 +7,8 @@ atomically inside Redis. The key layout, the money format and the replies are in
 :mod:`.redis_codec`; this module only sends the calls.
 
 URL options: ``?prefix=NAME`` starts every key name (default ``bm``), so several applications can
-share a database; the other query options are redis-py's. Keyword options given to the store go to
+share a database; ``?cluster=true`` talks to a Redis Cluster (any node's address); the other query
+options are redis-py's. Keyword options given to the store go to
 ``redis.Redis.from_url`` as well. Stores opened on the same URL and options in one process share
 one connection pool.
 
@@ -29,7 +30,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from .. import ledger, names
-from ..errors import StoreError
+from ..errors import InvalidInputError, StoreError
 from ..ledger import Level, Outcome
 from ..records import HoldRecord, UserRecord
 from . import redis_codec as codec
@@ -54,7 +55,7 @@ class _Server:
     takes one without a lock; a forked child starts with none of its parent's.
     """
 
-    def __init__(self, url: str, options: dict[str, Any]) -> None:
+    def __init__(self, url: str, options: dict[str, Any], cluster: bool = False) -> None:
         try:
             import redis
             from redis.backoff import NoBackoff
@@ -66,6 +67,13 @@ class _Server:
         # No retries inside redis-py: a charge sent again after a lost reply could count twice.
         # The store sends again only what cannot apply twice (see RETRY_DELAYS).
         settings = {**DEFAULTS, "retry": Retry(NoBackoff(), 0), **options}
+        self._cluster: Any = None
+        if cluster:
+            # redis-py's cluster client sends each script to the node owning its keys' slot (one
+            # per project) and follows MOVED/ASK redirections while slots move.
+            from redis.cluster import RedisCluster
+
+            self._cluster = RedisCluster.from_url(url, **settings)
         pool = redis.ConnectionPool.from_url(url, **settings)
         self._make = functools.partial(pool.connection_class, **pool.connection_kwargs)
         self.errors = redis.exceptions
@@ -82,6 +90,8 @@ class _Server:
     def call(self, *args: Any, check: bool = False) -> Any:
         """Send one command and read its reply. ``check``: first make sure an idle connection
         was not closed by the server meanwhile (so a failure means the command was not sent)."""
+        if self._cluster is not None:
+            return self._cluster.execute_command(*args)
         if self._pid != os.getpid():
             self._idle, self._pid = [], os.getpid()
         try:
@@ -109,6 +119,8 @@ class _Server:
             self._idle.append(conn)
 
     def close(self) -> None:
+        if self._cluster is not None:
+            self._cluster.close()
         idle, self._idle = self._idle, []
         for conn in idle:
             conn.disconnect()
@@ -123,12 +135,12 @@ class _Shared:
         self.servers: dict[str, tuple[_Server, int]] = {}
         self.markers: dict[tuple[str, str], bytes] = {}
 
-    def acquire(self, url: str, options: dict[str, Any]) -> tuple[str, _Server]:
-        ident = url + "\0" + repr(sorted(options.items()))
+    def acquire(self, url: str, options: dict[str, Any], cluster: bool) -> tuple[str, _Server]:
+        ident = url + "\0" + repr(sorted(options.items())) + "\0" + repr(cluster)
         with self.lock:
             found = self.servers.get(ident)
             if found is None:
-                found = (_Server(url, options), 0)
+                found = (_Server(url, options, cluster), 0)
             self.servers[ident] = (found[0], found[1] + 1)
             return ident, found[0]
 
@@ -154,7 +166,13 @@ class RedisStore(BudgetStore):
     schemes = ("redis", "rediss")
 
     def __init__(
-        self, url: str, project: str, *, prefix: str | None = None, **options: Any
+        self,
+        url: str,
+        project: str,
+        *,
+        prefix: str | None = None,
+        cluster: bool | None = None,
+        **options: Any,
     ) -> None:
         names.check(project, "project_name")
         parts = urlsplit(url)
@@ -162,13 +180,15 @@ class RedisStore(BudgetStore):
         for key, value in query:
             if key == "prefix" and prefix is None:
                 prefix = value
-        rest = [(k, v) for k, v in query if k != "prefix"]
+            elif key == "cluster" and cluster is None:
+                cluster = _flag(value)
+        rest = [(k, v) for k, v in query if k not in ("prefix", "cluster")]
         self.url = urlunsplit(parts._replace(query=urlencode(rest)))
         self.project = project
         self.prefix = codec.check_prefix(codec.DEFAULT_PREFIX if prefix is None else prefix)
         self.keys = codec.Keys(self.prefix, project)
         self._shown = _redact(self.url)
-        self._ident, self._server = _shared.acquire(self.url, options)
+        self._ident, self._server = _shared.acquire(self.url, options, bool(cluster))
         self._scripts = scripts()
         self._marker: bytes | None = None
         self._marker_lock = threading.Lock()
@@ -348,6 +368,14 @@ class RedisStore(BudgetStore):
         if not self._closed:
             self._closed = True
             _shared.release(self._ident)
+
+
+def _flag(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes", "on"):
+        return True
+    if value.lower() in ("0", "false", "no", "off", ""):
+        return False
+    raise InvalidInputError(f"cluster= must be true or false, got {value!r}")
 
 
 def _redact(url: str) -> str:
