@@ -13,9 +13,10 @@ total is read back and must equal pairs x 0.01 exactly.
 
 The ceiling for Redis is ``redis-benchmark`` (8 clients) running EVALSHA of a script making one
 comparable update (read a budget's spend, add to it, write it back) against the same server, just
-before the store's runs; ceiling pairs/s = EVALSHA/s / 2, since a pair is two scripts. Redis runs
-as a private ``redis-server`` on a free loopback port with AOF (``appendfsync everysec``), the
-setting README recommends, unless ``--redis-url`` names another.
+before each run; ceiling pairs/s = EVALSHA/s / 2, since a pair is two scripts. Redis runs as a
+private ``redis-server`` on a free loopback port: ``redis`` without persistence (as the machine's
+own Redis runs), ``redis-aof`` with AOF (``appendfsync everysec``, the setting README recommends);
+``--redis-url`` names another server for both.
 
 Adding a store: a function yielding a fresh store URL, in STORES.
 """
@@ -54,30 +55,19 @@ CEILING_SCRIPT = (
 
 # -- stores ----------------------------------------------------------------------------------------
 class RedisServer:
-    """A private redis-server on a free loopback port, with AOF."""
+    """A private redis-server on a free loopback port, with AOF (appendfsync everysec) or with
+    no persistence at all (as the machine's own Redis runs)."""
 
-    def __init__(self, folder: Path) -> None:
+    def __init__(self, folder: Path, aof: bool) -> None:
         self.port = _free_port()
-        self.folder = folder
+        self.folder = folder / ("aof" if aof else "none")
+        self.folder.mkdir()
+        persistence = ["--appendonly", "yes", "--appendfsync", "everysec"] if aof else []
         self.process = subprocess.Popen(
             [
-                "redis-server",
-                "--port",
-                str(self.port),
-                "--bind",
-                "127.0.0.1",
-                "--dir",
-                str(folder),
-                "--save",
-                "",
-                "--appendonly",
-                "yes",
-                "--appendfsync",
-                "everysec",
-                "--daemonize",
-                "no",
-                "--logfile",
-                str(folder / "redis.log"),
+                *("redis-server", "--port", str(self.port), "--bind", "127.0.0.1"),
+                *("--dir", str(self.folder), "--save", "", *persistence),
+                *("--daemonize", "no", "--logfile", str(self.folder / "redis.log")),
             ],
         )
         deadline = time.monotonic() + 10
@@ -113,33 +103,33 @@ def _cli(port: int, *args: str) -> str:
 
 
 class Context:
-    """What a store's URL factory may use: a temporary folder and the Redis to use."""
+    """What a store's URL factory may use: a temporary folder and the Redis servers to use."""
 
     def __init__(self, folder: Path, redis_url: str | None) -> None:
         self.folder = folder
         self.redis_url = redis_url
-        self._redis: RedisServer | None = None
+        self._redis: dict[bool, RedisServer] = {}
 
-    def redis(self) -> str:
+    def redis(self, aof: bool) -> str:
         if self.redis_url is not None:
             return self.redis_url
-        if self._redis is None:
-            self._redis = RedisServer(self.folder)
-        return self._redis.url
+        if aof not in self._redis:
+            self._redis[aof] = RedisServer(self.folder, aof)
+        return self._redis[aof].url
 
-    def redis_port(self) -> int:
+    def redis_port(self, aof: bool) -> int:
         from urllib.parse import urlsplit
 
-        return urlsplit(self.redis()).port or 6379
+        return urlsplit(self.redis(aof)).port or 6379
 
     def close(self) -> None:
-        if self._redis is not None:
-            self._redis.stop()
+        for server in self._redis.values():
+            server.stop()
 
 
-def redis_cpu(ctx: Context) -> float:
+def redis_cpu(ctx: Context, aof: bool) -> float:
     """Seconds of CPU the Redis server has used (user + system)."""
-    info = _cli(ctx.redis_port(), "info", "cpu")
+    info = _cli(ctx.redis_port(aof), "info", "cpu")
     fields = dict(line.split(":", 1) for line in info.splitlines() if line.startswith("used_cpu_"))
     return float(fields["used_cpu_user"]) + float(fields["used_cpu_sys"])
 
@@ -148,21 +138,30 @@ def json_store(ctx: Context) -> str:
     return f"json://{ctx.folder}/{uuid.uuid4().hex[:8]}.json"
 
 
-def redis_store(ctx: Context) -> str:
-    return f"{ctx.redis()}?prefix=bench-{uuid.uuid4().hex[:8]}"
+def redis_store(aof: bool) -> Callable[[Context], str]:
+    return lambda ctx: f"{ctx.redis(aof)}?prefix=bench-{uuid.uuid4().hex[:8]}"
 
 
 #: store name -> a function giving a fresh, empty store's URL.
-STORES: dict[str, Callable[[Context], str]] = {"json": json_store, "redis": redis_store}
+STORES: dict[str, Callable[[Context], str]] = {
+    "json": json_store,
+    "redis": redis_store(aof=False),
+    "redis-aof": redis_store(aof=True),
+}
 #: store name -> a function giving the CPU seconds the store's server has used so far.
-SERVER_CPU: dict[str, Callable[[Context], float]] = {"redis": redis_cpu}
+SERVER_CPU: dict[str, Callable[[Context], float]] = {
+    "redis": lambda ctx: redis_cpu(ctx, False),
+    "redis-aof": lambda ctx: redis_cpu(ctx, True),
+}
 #: store name -> a function giving the ceiling in script calls per second (hot, spread).
 CEILINGS: dict[str, Callable[[Context, int, int, int], dict[str, float]]] = {}
 
 
-def redis_ceiling(ctx: Context, clients: int, users: int, requests: int) -> dict[str, float]:
+def redis_ceiling(
+    ctx: Context, aof: bool, clients: int, users: int, requests: int
+) -> dict[str, float]:
     """EVALSHA/s of one comparable update, for one key and for ``users`` keys at random."""
-    port = ctx.redis_port()
+    port = ctx.redis_port(aof)
     sha = _cli(port, "script", "load", CEILING_SCRIPT).strip()
     out = {}
     for mode, key in (("hot", "bench-ceiling:hot"), ("spread", "bench-ceiling:__rand_int__")):
@@ -199,7 +198,8 @@ def redis_ceiling(ctx: Context, clients: int, users: int, requests: int) -> dict
     return out
 
 
-CEILINGS["redis"] = redis_ceiling
+CEILINGS["redis"] = lambda ctx, *args: redis_ceiling(ctx, False, *args)
+CEILINGS["redis-aof"] = lambda ctx, *args: redis_ceiling(ctx, True, *args)
 
 
 # -- workers ---------------------------------------------------------------------------------------
@@ -342,7 +342,7 @@ def machine() -> dict[str, Any]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
     parser.add_argument(
-        "--stores", default="json,redis", help="comma-separated: " + ", ".join(STORES)
+        "--stores", default="redis,redis-aof,json", help="comma-separated: " + ", ".join(STORES)
     )
     parser.add_argument("--modes", default="hot,spread")
     parser.add_argument("--workers", type=int, default=8, help="concurrent reserve+settle loops")

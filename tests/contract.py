@@ -60,7 +60,16 @@ def store_url(kind: str, folder: Path, clock: Callable[[], float] = time.time) -
             yield url
     elif kind == "redis":
         require("Redis", redis_available())
-        yield f"{REDIS_URL}?prefix=bmtest-{uuid.uuid4().hex[:12]}"
+        prefix = f"bmtest-{uuid.uuid4().hex[:12]}"
+        try:
+            yield f"{REDIS_URL}?prefix={prefix}"
+        finally:  # the shared Redis is never flushed: only this test's keys go
+            import redis
+
+            client = redis.Redis.from_url(REDIS_URL)
+            for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+                client.delete(key)
+            client.close()
     elif kind == "hosted":
         from _service import ThreadServer
 
