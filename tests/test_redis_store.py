@@ -314,6 +314,50 @@ def test_random_operations_give_the_memory_stores_outcomes(url: str) -> None:
         assert seen[case] > 0, (case, seen)
 
 
+def test_replace_all_swaps_the_whole_user_dict_as_the_memory_store_does(url: str) -> None:
+    clock = FakeClock(utc("2024-05-01T10:00:00"))
+    stores = [
+        Operations(MemoryStore(clock=clock), clock),
+        Operations(RedisStore(url, "swap"), clock),
+    ]
+    outcomes = []
+    for ops in stores:
+        ops.put("org", UserRecord(Decimal(10)))
+        ops.put("team", UserRecord(Decimal(1), parent="org"))
+        ops.put("ann", UserRecord(Decimal(1), parent="team"))
+        ops.put("bob", UserRecord(Decimal(1)))
+        ops.hold("ann", Decimal("0.4"), hold_id="h1")
+        with pytest.raises(InvalidInputError, match="cycle"):
+            ops.replace_all(
+                {"a": UserRecord(Decimal(1), parent="b"), "b": UserRecord(Decimal(1), parent="a")}
+            )
+        assert sorted(ops.records()) == ["ann", "bob", "org", "team"]  # unchanged
+        ops.replace_all(
+            {
+                "org": UserRecord(Decimal(5)),
+                "team": UserRecord(Decimal("0.5"), Decimal("0.05"), parent="org"),
+                "cy": UserRecord(Decimal(1), parent="team"),
+            }
+        )
+        refused = _attempt(lambda ops=ops: ops.hold("cy", Decimal("0.1")))[
+            0
+        ]  # team: 0.05 + 0.4 held
+        deleted = _attempt(lambda ops=ops: ops.delete("team"))[0]  # cy is its child
+        outcomes.append(
+            (
+                sorted(ops.users()),
+                {u: _record(r) for u, r in ops.records().items()},
+                sorted(map(_hold, ops.holds("team"))),
+                refused,
+                deleted,
+                _attempt(lambda ops=ops: ops.settle("h1", Decimal("0.3")))[0],
+                {u: _record(r) for u, r in ops.records().items()},
+            )
+        )
+    assert outcomes[0] == outcomes[1]
+    assert outcomes[1][0] == ["cy", "org", "team"] and outcomes[1][3][1] == "BudgetExceededError"
+
+
 # -- money -----------------------------------------------------------------------------------------
 def test_money_stays_exact_beyond_what_doubles_hold(url: str) -> None:
     bm = BudgetManager("exact", store=url)
@@ -398,9 +442,15 @@ def test_every_key_of_a_project_shares_one_hash_tag(url: str) -> None:
     assert len(keys) >= 3 * 10
 
 
-def test_a_prefix_with_braces_is_refused_and_passwords_are_not_shown() -> None:
+def test_bad_options_are_refused_and_passwords_are_not_shown() -> None:
     with pytest.raises(InvalidInputError, match="prefix"):
         RedisStore("redis://127.0.0.1:6379/0?prefix=a{b}", "p")
+    with pytest.raises(InvalidInputError, match="cluster"):
+        RedisStore("redis://127.0.0.1:6379/0?cluster=maybe", "p")
+    with pytest.raises(InvalidInputError, match="no_such_option"):
+        RedisStore("redis://127.0.0.1:6379/0", "p", no_such_option=1)
+    with pytest.raises(InvalidBudgetError, match="negative"):
+        redis_codec.encode_money(Decimal("-0.5"))
     store = RedisStore("redis://user:secret@127.0.0.1:6379/0", "p")
     assert "secret" not in repr(store) and "***" in repr(store)
     store.close()

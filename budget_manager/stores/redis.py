@@ -74,11 +74,17 @@ class _Server:
             from redis.cluster import RedisCluster
 
             self._cluster = RedisCluster.from_url(url, **settings)
-        pool = redis.ConnectionPool.from_url(url, **settings)
-        self._make = functools.partial(pool.connection_class, **pool.connection_kwargs)
+        try:
+            pool = redis.ConnectionPool.from_url(url, **settings)
+            self._make = functools.partial(pool.connection_class, **pool.connection_kwargs)
+            first = self._make()  # refuses unknown options now; connects when first used
+        except (TypeError, ValueError) as exc:
+            raise InvalidInputError(
+                f"bad Redis URL or option for {_redact(url)!r}: {exc}"
+            ) from None
         self.errors = redis.exceptions
         self._response_error = redis.exceptions.ResponseError
-        self._idle: list[Any] = []
+        self._idle: list[Any] = [first]
         self._pid = os.getpid()
         try:  # redis-py packs through hiredis too, after a pass over the arguments we need not
             from hiredis import pack_command

@@ -145,6 +145,8 @@ def encode_money(amount: Decimal, what: str = "amount") -> str:
     if "E" not in text and "-" not in text and -1 < dot <= 15 and len(text) - dot <= 13:
         text = text.rstrip("0").rstrip(".")
         return text or "0"
+    if amount < 0:
+        raise InvalidBudgetError(f"{what} must not be negative, got {amount}")
     if not amount < LIMIT:
         raise InvalidBudgetError(
             f"{what} must be below {LIMIT:,} USD in the Redis store, got {amount}"
