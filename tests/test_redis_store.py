@@ -33,6 +33,7 @@ from budget_manager.errors import (
     InvalidBudgetError,
     StoreError,
     StoreUnavailableError,
+    TooManyModelsError,
     UnknownHoldError,
 )
 from budget_manager.ledger import Outcome
@@ -418,6 +419,28 @@ def test_alerts_fire_once_per_period_exactly_at_the_fraction(url: str) -> None:
     assert [a.fraction for a in half.alerts] == [0.5]
     assert first.charge("ann", None, Decimal("1")).alerts == ()  # 0.5 fired, by another manager
     assert store.get("ann").fired == (Decimal("0.333333333333"), Decimal("0.5"))  # type: ignore[union-attr]
+
+
+def test_a_budget_takes_at_most_max_models_models_per_period(url: str) -> None:
+    clock = FakeClock(utc("2024-05-01T10:00:00"))
+    bm = BudgetManager("models", store=url, clock=clock, max_models=2)
+    bm.create_budget(total_budget=10, user="ann", duration="daily")
+    ops = bm._ops
+    ops.charge("ann", "m1", Decimal("0.1"))
+    ops.charge("ann", "m2", Decimal("0.1"))
+    with pytest.raises(TooManyModelsError, match="cap is 2") as caught:
+        ops.charge("ann", "m3", Decimal("0.1"))
+    assert caught.value.field == "model"
+    hold = bm.reserve("ann", amount=0.5)
+    with pytest.raises(TooManyModelsError):
+        hold.settle(cost=0.2, model="m3")
+    assert hold.settle(cost=0.2, model="m1") == 0.2  # a model already counted is fine
+    assert bm.get_model_cost("ann") == {"m1": pytest.approx(0.3), "m2": 0.1}
+    clock.advance(86_400)  # a new period: an empty breakdown
+    ops.charge("ann", "m3", Decimal("0.1"))
+    assert bm.get_model_cost("ann") == {"m3": 0.1}
+    with pytest.raises(InvalidInputError, match="max_models"):
+        RedisStore(url, "models", max_models=0)
 
 
 # -- layout ----------------------------------------------------------------------------------------

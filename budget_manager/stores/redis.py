@@ -32,7 +32,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from .. import ledger, names
 from ..errors import InvalidInputError, StoreError
 from ..ledger import Level, Outcome
-from ..records import HoldRecord, UserRecord
+from ..records import MAX_MODELS, HoldRecord, UserRecord
 from . import redis_codec as codec
 from .base import BudgetStore, register
 from .redis_scripts import scripts
@@ -178,9 +178,17 @@ class RedisStore(BudgetStore):
         *,
         prefix: str | None = None,
         cluster: bool | None = None,
+        max_models: int = MAX_MODELS,
         **options: Any,
     ) -> None:
+        """``prefix`` and ``cluster`` as the URL's options; ``max_models``: distinct models a
+        budget may record in one period (100); other options go to redis-py."""
         names.check(project, "project_name")
+        if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
+            raise InvalidInputError(
+                f"max_models must be a positive integer, got {max_models!r}", field="max_models"
+            )
+        self.max_models = max_models
         parts = urlsplit(url)
         query = parse_qsl(parts.query, keep_blank_values=True)
         for key, value in query:
@@ -309,7 +317,9 @@ class RedisStore(BudgetStore):
         thresholds: Sequence[Decimal] = (),
     ) -> Outcome:
         return self._run(
-            codec.charge(self.keys, levels, model, amount, now, limit_check, key, thresholds)
+            codec.charge(
+                self.keys, levels, model, amount, now, limit_check, key, thresholds, self.max_models
+            )
         )
 
     def hold(
@@ -342,18 +352,22 @@ class RedisStore(BudgetStore):
     ) -> Outcome:
         if known is not None:  # the common case: one call, without a plan
             pending = codec.settle_call(
-                self.keys, hold_id, amount, model, thresholds, known, known.levels
+                self.keys, hold_id, amount, model, thresholds, known, known.levels, self.max_models
             )
             try:
                 outcome = pending.result(self._send(pending.call))
             except codec.Relevel:
                 outcome = self._run(
-                    codec.settle(self.keys, hold_id, amount, model, thresholds, None, None)
+                    codec.settle(
+                        self.keys, hold_id, amount, model, thresholds, None, None, self.max_models
+                    )
                 )
         else:
             hint = self._levels.get(hold_id)
             outcome = self._run(
-                codec.settle(self.keys, hold_id, amount, model, thresholds, None, hint)
+                codec.settle(
+                    self.keys, hold_id, amount, model, thresholds, None, hint, self.max_models
+                )
             )
         self._levels.pop(hold_id, None)
         return outcome

@@ -39,7 +39,7 @@ from collections.abc import Generator, Iterable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, NamedTuple, TypeVar
 
-from .. import money
+from .. import money, names
 from ..errors import (
     BudgetExceededError,
     CorruptStoreError,
@@ -51,10 +51,17 @@ from ..errors import (
     UnknownUserError,
 )
 from ..events import Alert
-from ..ledger import MAX_LEVELS, ChainChanged, Level, Outcome
+from ..ledger import (
+    MAX_LEVELS,
+    ChainChanged,
+    Level,
+    Outcome,
+    request_fingerprint,
+    too_many_models,
+)
 from ..money import ZERO
 from ..periods import Period, parse_duration
-from ..records import HoldRecord, UserRecord, loads
+from ..records import MAX_MODELS, HoldRecord, UserRecord, loads
 
 T = TypeVar("T")
 
@@ -415,6 +422,8 @@ def refusal(reply: list[Any], user: str = "", hold_id: str | None = None) -> Exc
         )
     if kind == "unknown_hold":
         return UnknownHoldError(hold_id)
+    if kind == "too_many_models":
+        return too_many_models(args[1], int(args[0]))
     if kind == "relevel":
         return Relevel(reply[2])
     if kind == "cycle":
@@ -557,9 +566,12 @@ def charge(
     limit_check: bool,
     key: str | None,
     thresholds: Sequence[Decimal],
+    max_models: int = MAX_MODELS,
 ) -> Plan[Outcome]:
     user = levels[0][0]
-    fingerprint = "" if key is None else f"charge\0{user}\0{model}\0{amount}"
+    if model is not None:
+        names.check_model(model)
+    fingerprint = "" if key is None else request_fingerprint(user, model, amount)
     reply = yield Call(
         "charge",
         [keys.marker if key is None else keys.key(key), *_level_keys(keys, (n for n, _ in levels))],
@@ -570,6 +582,7 @@ def charge(
             model or "",
             repr(now),
             "1" if limit_check else "0",
+            str(max_models),
             *encode_thresholds(thresholds),
             *_window_args(levels),
         ],
@@ -648,8 +661,11 @@ def settle_call(
     thresholds: Sequence[Decimal],
     known: HoldRecord | None,
     levels: tuple[tuple[str, float | None], ...],
+    max_models: int = MAX_MODELS,
 ) -> Pending:
     """The settle of a hold whose ``levels`` are known (``known``'s, when given)."""
+    if model is not None:
+        names.check_model(model)
     settled = encode_money(amount)
     expected = None
     if known is not None:
@@ -682,6 +698,7 @@ def settle_call(
             hold_id,
             settled,
             model or "",
+            str(max_models),
             *encode_thresholds(thresholds),
             *level_args(levels),
             *remembered,
@@ -698,6 +715,7 @@ def settle(
     thresholds: Sequence[Decimal],
     known: HoldRecord | None,
     levels: tuple[tuple[str, float | None], ...] | None,
+    max_models: int = MAX_MODELS,
 ) -> Plan[Outcome]:
     """``levels``: the hold's levels if the caller knows them (else they are read first)."""
     if known is not None:
@@ -708,7 +726,7 @@ def settle(
             raise UnknownHoldError(hold_id)
         levels = found.levels
     for _ in range(2):
-        pending = settle_call(keys, hold_id, amount, model, thresholds, known, levels)
+        pending = settle_call(keys, hold_id, amount, model, thresholds, known, levels, max_models)
         try:
             return pending.result((yield pending.call))
         except Relevel as other:

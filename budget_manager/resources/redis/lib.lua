@@ -177,6 +177,17 @@ local function in_period(rec, start)
   return start ~= '' and rec.lu ~= nil and tonumber(rec.lu) == tonumber(start)
 end
 
+-- Whether the record may take a share of one more model: a model new to its breakdown must keep
+-- it within `most` models (ledger._spend).
+local function room_for(rec, model, most)
+  if model == '' or rec['m:' .. model] then return true end
+  local count = 0
+  for field in pairs(rec) do
+    if sub(field, 1, 2) == 'm:' then count = count + 1 end
+  end
+  return count < most
+end
+
 local function spend(e, model, ad, af)
   local d, f = money(e.rec.c)
   put_field(e, 'c', text(plus(d, f, ad, af)))

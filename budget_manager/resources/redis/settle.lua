@@ -1,14 +1,16 @@
 -- Records a hold's actual cost in the periods it was taken in, and frees it (see ledger.settle).
 -- KEYS: marker, hold, then per level of the hold: budget, open holds.
--- ARGV: marker, hold id, amount, model ('' none), thresholds (count, then 3 each), the hold's
+-- ARGV: marker, hold id, amount, model ('' none), most models per budget, thresholds (count,
+--       then 3 each), the hold's
 --       levels (count, then name and period start each), then the hold as the caller knows it
 --       (user, amount, expires at, created at, model, state, how long to keep it in ms; user ''
 --       when not known): used when Redis no longer keeps it.
 -- Answers with the hold settled, or with no hold when Redis had it as the caller knew it.
 if call('GET', KEYS[1]) ~= ARGV[1] then return lost() end
 local hold_id, amount, model = ARGV[2], ARGV[3], ARGV[4]
-local thresholds = tonumber(ARGV[5])
-local at = 6 + 3 * thresholds
+local most = tonumber(ARGV[5])
+local thresholds = tonumber(ARGV[6])
+local at = 7 + 3 * thresholds
 local n = tonumber(ARGV[at])
 local parts = {}
 for i = 1, 2 * n do parts[i] = ARGV[at + i] end
@@ -38,8 +40,9 @@ for i = 1, n do
     e.name = name
     if rec.b then
       if in_period(rec, start) then
+        if not room_for(rec, model, most) then return {'err', 'too_many_models', tostring(most), model} end
         spend(e, model, ad, af)
-        crossings(e, name, 6, thresholds, alerts)
+        crossings(e, name, 7, thresholds, alerts)
       end
       if name == hold.u then first = e end
     end
