@@ -23,7 +23,6 @@ import functools
 import os
 import threading
 import time
-import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
 from typing import Any, TypeVar
@@ -267,13 +266,11 @@ class RedisStore(BudgetStore):
             if self._marker is None:
                 seen_at = (self.url, self.keys.marker)
                 seen = _shared.markers.get(seen_at)
-                reply = self._eval(
-                    "open", [self.keys.marker], [uuid.uuid4().hex, seen or b""], retry=True
-                )
-                if reply[0] != b"ok":
-                    raise codec.refusal(reply)
-                self._marker = _shared.markers.setdefault(seen_at, reply[1])
-                if self._marker != reply[1]:
+                call = codec.open_call(self.keys, seen)
+                reply = self._eval(call.script, [self.keys.marker], call.args, call.retry)
+                found = codec.marker(reply, seen)
+                self._marker = _shared.markers.setdefault(seen_at, found)
+                if self._marker != found:  # another store of this process saw another marker
                     raise codec.refusal([b"err", b"lost"])
             return self._marker
 

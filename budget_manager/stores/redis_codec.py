@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import uuid
 from collections.abc import Generator, Iterable, Sequence
 from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
 from typing import Any, NamedTuple, TypeVar
@@ -767,9 +768,17 @@ def roll(keys: Keys, levels: Sequence[Level]) -> Plan[Outcome]:
     return outcome(reply, user)
 
 
+def open_call(keys: Keys, seen: bytes | None) -> Call:
+    """The call that reads the project's marker (setting it for a new project); ``seen``: the
+    marker this process saw before, if any."""
+    return Call("open", [], [uuid.uuid4().hex, seen.decode() if seen else ""])
+
+
 def marker(reply: list[bytes], seen: bytes | None) -> bytes:
-    """The marker an ``open`` reply gives, checked against the one seen before (if any)."""
-    found, _created = reply
+    """The marker an ``open`` reply gives; LostData if it is not the one seen before."""
+    if reply[0] != b"ok":
+        raise refusal(reply)
+    found = reply[1]
     if seen is not None and found != seen:
         raise refusal([b"err", b"lost"])
     return found
