@@ -293,7 +293,7 @@ def test_random_operations_give_the_memory_stores_outcomes(url: str) -> None:
     # The run went through every path: successes, refusals and conflicts of each kind.
     for case in (
         "put ok",
-        "put error InvalidInputError",
+        "put error HierarchyError",
         "charge ok",
         "charge error BudgetExceededError",
         "charge error UnknownUserError",
@@ -306,7 +306,7 @@ def test_random_operations_give_the_memory_stores_outcomes(url: str) -> None:
         "release ok",
         "roll ok",
         "delete ok",
-        "delete error InvalidInputError",
+        "delete error HierarchyError",
         "reset ok",
         "alerts",
         "rolled",

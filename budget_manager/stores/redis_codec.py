@@ -37,13 +37,14 @@ import hashlib
 import json
 import uuid
 from collections.abc import Generator, Iterable, Sequence
-from decimal import ROUND_HALF_EVEN, Decimal, InvalidOperation
+from decimal import Decimal, InvalidOperation
 from typing import Any, NamedTuple, TypeVar
 
 from .. import money, names
 from ..errors import (
     BudgetExceededError,
     CorruptStoreError,
+    HierarchyError,
     IdempotencyConflictError,
     InvalidBudgetError,
     InvalidInputError,
@@ -71,8 +72,9 @@ T = TypeVar("T")
 HOLD_RETENTION = 86_400.0
 #: How long an idempotency key is remembered (seconds).
 KEY_RETENTION = 86_400
-#: Amounts are kept in units of this many USD (rounded half-even to it on the way in).
-RESOLUTION = Decimal("1e-12")
+#: Amounts are kept in units of this many USD (rounded half-even to it on the way in, as every
+#: store keeps them).
+RESOLUTION = money.RESOLUTION
 #: Every amount and every sum kept must be below this many USD.
 LIMIT = Decimal(10) ** 15
 #: Budgets read per script call by :func:`records`.
@@ -159,9 +161,7 @@ def encode_money(amount: Decimal, what: str = "amount") -> str:
         raise InvalidBudgetError(
             f"{what} must be below {LIMIT:,} USD in the Redis store, got {amount}"
         )
-    exponent = amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent < -12:
-        amount = amount.quantize(RESOLUTION, rounding=ROUND_HALF_EVEN, context=money.MONEY_CONTEXT)
+    amount = money.rounded(amount)
     if not amount:
         return "0"
     text = format(amount, "f")
@@ -428,19 +428,19 @@ def refusal(reply: list[Any], user: str = "", hold_id: str | None = None) -> Exc
     if kind == "relevel":
         return Relevel(reply[2])
     if kind == "cycle":
-        return InvalidInputError(f"parent {args[0]!r} of {user!r} would make a cycle")
+        return HierarchyError(f"parent {args[0]!r} of {user!r} would make a cycle")
     if kind == "no_parent":
-        return InvalidInputError(
+        return HierarchyError(
             f"parent {args[0]!r} of {user!r} has no budget; create the parent's budget first"
         )
     if kind == "depth":
-        return InvalidInputError(
+        return HierarchyError(
             f"budget {user!r} would sit {args[0]} levels deep; at most {MAX_LEVELS} "
             "levels (a user and three ancestors) are allowed"
         )
     if kind == "children":
         shown = ", ".join(repr(c) for c in args[:5]) + (", ..." if len(args) > 5 else "")
-        return InvalidInputError(
+        return HierarchyError(
             f"budget {user!r} is the parent of {shown}; delete or move them first"
         )
     return StoreError(f"unexpected reply from a Redis script: {reply!r}")
