@@ -17,7 +17,7 @@ import pytest
 from budget_manager import BudgetManager
 
 #: Every store; those that share state between processes also run the multi-process tests.
-STORES = ["memory", "json", "sqlite", "postgresql", "hosted"]  # + "redis" once merged
+STORES = ["memory", "json", "sqlite", "postgresql", "redis", "hosted"]
 SHARED = [s for s in STORES if s != "memory"]
 REDIS_URL = os.environ.get("BUDGET_MANAGER_TEST_REDIS", "redis://127.0.0.1:6379/0")
 
@@ -60,7 +60,16 @@ def store_url(kind: str, folder: Path, clock: Callable[[], float] = time.time) -
             yield url
     elif kind == "redis":
         require("Redis", redis_available())
-        yield f"{REDIS_URL}?prefix=bmtest-{uuid.uuid4().hex[:12]}"
+        prefix = f"bmtest-{uuid.uuid4().hex[:12]}"
+        try:
+            yield f"{REDIS_URL}?prefix={prefix}"
+        finally:  # the shared Redis is never flushed: only this test's keys go
+            import redis
+
+            client = redis.Redis.from_url(REDIS_URL)
+            for key in client.scan_iter(match=f"{prefix}:*", count=1000):
+                client.delete(key)
+            client.close()
     elif kind == "hosted":
         from _service import ThreadServer
 
