@@ -7,6 +7,7 @@ start it says why on one line of stderr and exits with 1 (2 for a usage error).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import contextlib
 import sys
 from collections.abc import Sequence
@@ -184,7 +185,7 @@ def serve(args: argparse.Namespace) -> int:
     try:
         sock = bind(args.host, args.port)
     except StartupError as exc:
-        app.state.stores.close()
+        asyncio.run(app.state.stores.close())
         return _fail(str(exc))
     if not keys:
         print(

@@ -18,7 +18,7 @@ from _service import ThreadServer, database, pg_database
 from budget_manager import BudgetManager, CorruptStoreError, InvalidBudgetError
 from budget_manager.errors import StoreUnavailableError
 from budget_manager.records import from_json
-from budget_manager.stores.postgres import PostgresStore
+from budget_manager.stores.postgres import AsyncPostgresStore, PostgresStore
 from budget_manager.stores.sql import SqlStore
 from budget_manager.stores.sqlite import SqliteStore
 
@@ -172,8 +172,19 @@ def test_the_fast_lane_never_runs_a_charge_twice(
 
         return patched
 
+    def committed_then_lost_async(cls: type[AsyncPostgresStore]) -> Any:
+        charge = cls.charge
+
+        async def patched(self: AsyncPostgresStore, *args: Any, **kwargs: Any) -> Any:
+            calls.append(args)
+            await charge(self, *args, **kwargs)
+            raise StoreUnavailableError("connection lost after commit")
+
+        return patched
+
     for cls in (SqliteStore, PostgresStore):
         monkeypatch.setattr(cls, "charge", committed_then_lost(cls))
+    monkeypatch.setattr(AsyncPostgresStore, "charge", committed_then_lost_async(AsyncPostgresStore))
     answer = send(service, "POST", "/v1/projects/once/users/u/cost", {"cost": "0.5"})
     monkeypatch.undo()
     assert answer.status_code == 503 and answer.json()["status"] == "error"

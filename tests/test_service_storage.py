@@ -3,6 +3,7 @@ models, idempotency entries a fixed size and a window, and the server's store ca
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
 import time
@@ -216,7 +217,7 @@ def test_the_store_cache_is_bounded_and_its_memory_flat(tmp_path: Path) -> None:
         with pytest.raises(InvalidInputError, match="project"):
             stores.get("bad\x00name")
     finally:
-        stores.close()
+        asyncio.run(stores.close())
 
 
 def test_the_service_answers_for_more_projects_than_it_caches(store_url: str) -> None:

@@ -16,7 +16,6 @@ from fastapi.security import HTTPBearer
 from .. import __version__, ledger, periods, records
 from ..errors import CorruptStoreError, InvalidInputError, UnknownUserError
 from ..money import ZERO
-from ..operations import Operations
 from ..records import MAX_MODELS, HoldRecord, UserRecord
 from ..stores.sql import IDEMPOTENCY_TTL
 from . import errors, paths
@@ -25,7 +24,7 @@ from .auth import ApiKeys, AuthMiddleware, allowed
 from .errors import ERROR_RESPONSES, FieldError, ForbiddenProjectError
 from .fastlane import CostFastLane
 from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
-from .projects import DEFAULT_MAX_PROJECTS, Stores
+from .projects import DEFAULT_MAX_PROJECTS, ProjectOperations, Stores
 from .schemas import (
     MAX_DEPTH,
     BudgetDataOut,
@@ -118,7 +117,7 @@ def create_app(
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
-        stores.close()
+        await stores.close()
 
     app = FastAPI(
         title="budget-manager service",
@@ -144,7 +143,7 @@ def create_app(
     app.add_middleware(AuthMiddleware, keys=keys)  # nothing of the app's runs before it
     app.add_middleware(paths.RawPathMiddleware)  # outermost: every part routes on the raw path
 
-    def project_store(request: Request, project: str) -> Operations:
+    def project_store(request: Request, project: str) -> ProjectOperations:
         if not allowed(request.scope, project):
             raise ForbiddenProjectError(project)
         return stores.get(project)
@@ -152,9 +151,9 @@ def create_app(
     secured = APIRouter(dependencies=[Depends(_bearer)])
 
     @app.get("/health", response_model=HealthOut, tags=["service"])
-    def health() -> Response:
+    async def health() -> Response:
         """Whether the service and its database answer (no key needed)."""
-        stores.check()
+        await stores.check()
         return _json('{"status": "ok"}')
 
     @secured.get("/v1/capabilities", response_model=CapabilitiesOut, tags=["service"])
@@ -175,10 +174,9 @@ def create_app(
         tags=["litellm"],
         responses={200: {"description": '`{"status": "error"}` when the project has no budgets'}},
     )
-    def get_budget(body: GetBudgetRequest, request: Request) -> Response:
+    async def get_budget(body: GetBudgetRequest, request: Request) -> Response:
         """The project's whole user dict; ``{"status": "error"}`` when nothing is stored."""
-        store = project_store(request, body.project_name)
-        found = store.records()
+        found = await stores.run(project_store(request, body.project_name).records)
         if not found:
             return _json(
                 ErrorBody(
@@ -188,7 +186,7 @@ def create_app(
         return _json(user_dict_body({u: view(r) for u, r in found.items()}))
 
     @secured.post("/set_budget", response_model=StatusOut, tags=["litellm"])
-    def set_budget(body: SetBudgetRequest, request: Request) -> StatusOut:
+    async def set_budget(body: SetBudgetRequest, request: Request) -> StatusOut:
         """Replace the project's whole user dict, atomically, after validating every record."""
         store = project_store(request, body.project_name)
         parsed: dict[str, UserRecord] = {}
@@ -209,27 +207,27 @@ def create_app(
                     f"{max_models} per period",
                 )
             parsed[user] = record
-        store.replace_all(parsed)
+        await stores.run(store.replace_all, parsed)
         return StatusOut()
 
     # -- atomic per-user operations --------------------------------------------------------------
     users_path, user_path = paths.USERS, paths.USER
 
     @secured.get(users_path, response_model=UsersOut, tags=["atomic"])
-    def list_users(project: ProjectName, request: Request) -> UsersOut:
+    async def list_users(project: ProjectName, request: Request) -> UsersOut:
         """Users with a budget in the project."""
-        return UsersOut(users=project_store(request, project).users())
+        return UsersOut(users=await stores.run(project_store(request, project).users))
 
     @secured.get(user_path, response_model=UserOut, tags=["atomic"])
     async def get_user(project: ProjectName, user: UserName, request: Request) -> Response:
         """One user's record as of now."""
-        record = await stores.run(functools.partial(project_store(request, project).get, user))
+        record = await stores.run(project_store(request, project).get, user)
         if record is None:
             raise UnknownUserError(user, project)
         return _user_json(user, view(record))
 
     @secured.put(user_path, response_model=UserOut, tags=["atomic"])
-    def put_budget(
+    async def put_budget(
         project: ProjectName, user: UserName, body: BudgetIn, request: Request
     ) -> Response:
         """Create or replace the user's budget (spend starts at zero); ``parent`` puts it under
@@ -246,7 +244,7 @@ def create_app(
         record.parent = body.parent
         record.on_unknown_model = body.on_unknown_model
         record.on_store_error = body.on_store_error
-        return _user_json(user, view(ops.put(user, record)))
+        return _user_json(user, view(await stores.run(ops.put, user, record)))
 
     @secured.post(f"{user_path}/cost", response_model=UserOut, tags=["atomic"])
     async def add_cost(
@@ -257,39 +255,37 @@ def create_app(
         changed) unless it fits every budget of the chain, open holds counted."""
         ops = project_store(request, project)
         outcome = await stores.run(
-            functools.partial(
-                ops.charge,
-                user,
-                body.model,
-                body.cost,
-                limit_check=body.within_budget,
-                key=body.idempotency_key,
-            )
+            ops.charge,
+            user,
+            body.model,
+            body.cost,
+            limit_check=body.within_budget,
+            key=body.idempotency_key,
         )
         return answer(user, outcome)
 
     @secured.post(f"{user_path}/reset", response_model=UserOut, tags=["atomic"])
-    def reset(project: ProjectName, user: UserName, request: Request) -> Response:
+    async def reset(project: ProjectName, user: UserName, request: Request) -> Response:
         """Zero the user's spend and per-model breakdown."""
-        return _user_json(user, view(project_store(request, project).reset(user)))
+        return _user_json(user, view(await stores.run(project_store(request, project).reset, user)))
 
     @secured.post(f"{user_path}/roll", response_model=UserOut, tags=["atomic"])
-    def roll(project: ProjectName, user: UserName, request: Request) -> Response:
+    async def roll(project: ProjectName, user: UserName, request: Request) -> Response:
         """Start the user's current period (and its ancestors') if the previous one has ended."""
-        record = project_store(request, project).roll(user)
+        record = await stores.run(project_store(request, project).roll, user)
         if record is None:
             raise UnknownUserError(user, project)
         return _user_json(user, view(record))
 
     @secured.delete(user_path, response_model=DeletedOut, tags=["atomic"])
-    def delete_user(project: ProjectName, user: UserName, request: Request) -> DeletedOut:
-        """Remove the user's budget (refused with 422 while others name it as their parent)."""
-        return DeletedOut(deleted=project_store(request, project).delete(user))
+    async def delete_user(project: ProjectName, user: UserName, request: Request) -> DeletedOut:
+        """Remove the user's budget (refused with 409 while others name it as their parent)."""
+        return DeletedOut(deleted=await stores.run(project_store(request, project).delete, user))
 
     @secured.post(f"{paths.PROJECT}/roll", response_model=RolledOut, tags=["atomic"])
-    def roll_all(project: ProjectName, request: Request) -> RolledOut:
+    async def roll_all(project: ProjectName, request: Request) -> RolledOut:
         """Start the current period of every budget whose period has ended."""
-        return RolledOut(rolled=project_store(request, project).roll_all())
+        return RolledOut(rolled=await stores.run(project_store(request, project).roll_all))
 
     # -- holds -----------------------------------------------------------------------------------
     @secured.post(paths.HOLDS, response_model=HoldOut, tags=["holds"])
@@ -329,19 +325,17 @@ def create_app(
                 created_at=taken.created_at,
                 model=taken.model,
             )
-        outcome = await stores.run(
-            functools.partial(ops.settle, hold_id, body.cost, body.model, known=known)
-        )
+        outcome = await stores.run(ops.settle, hold_id, body.cost, body.model, known=known)
         return answer(outcome.hold.user if outcome.hold else "", outcome)
 
     @secured.delete(paths.HOLD, response_model=HoldOut, tags=["holds"])
-    def release_hold(project: ProjectName, hold_id: HoldId, request: Request) -> Response:
+    async def release_hold(project: ProjectName, hold_id: HoldId, request: Request) -> Response:
         """Free the hold without recording a cost."""
-        outcome = project_store(request, project).release(hold_id)
+        outcome = await stores.run(project_store(request, project).release, hold_id)
         return answer(outcome.hold.user if outcome.hold else "", outcome)
 
     @secured.get(paths.HOLDS, response_model=HoldsOut, tags=["holds"])
-    def list_holds(
+    async def list_holds(
         project: ProjectName,
         request: Request,
         user: Annotated[
@@ -353,10 +347,10 @@ def create_app(
         still hold (``available``: the least any budget of its chain has left)."""
         ops = project_store(request, project)
         if user is None:
-            return _json(holds_body(ops.holds(), None, None))
-        holds = ops.holds(user)
+            return _json(holds_body(await stores.run(ops.holds), None, None))
+        holds = await stores.run(ops.holds, user)
         held = sum((h.amount for h in holds), start=ZERO)
-        return _json(holds_body(holds, str(held), str(ops.available(user))))
+        return _json(holds_body(holds, str(held), str(await stores.run(ops.available, user))))
 
     app.include_router(secured)
     return app

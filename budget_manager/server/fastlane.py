@@ -11,7 +11,6 @@ run twice.
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Callable
 
 from pydantic import ValidationError
@@ -73,14 +72,12 @@ class CostFastLane:
         try:
             ops = self.stores.get(project)
             outcome = await self.stores.run(
-                functools.partial(
-                    ops.charge,
-                    user,
-                    cost.model,
-                    cost.cost,
-                    limit_check=cost.within_budget,
-                    key=cost.idempotency_key,
-                )
+                ops.charge,
+                user,
+                cost.model,
+                cost.cost,
+                limit_check=cost.within_budget,
+                key=cost.idempotency_key,
             )
             record = outcome.record
             answer = outcome_body(user, outcome, None if record is None else self.view(record))

@@ -9,21 +9,24 @@ names it has seen.
 
 from __future__ import annotations
 
+import inspect
 import threading
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
-
-import anyio
 
 from ..errors import InvalidInputError
 from ..events import Listener
-from ..operations import Clock, Operations
+from ..operations import AsyncOperations, Clock, Operations
 from ..stores import store_from_url
-from ..stores.sql import SqlStore
-from ..stores.sqlite import SqliteDatabase
+from ..stores.postgres import AsyncPostgresStore
+from ..stores.sqlite import SqliteStore
 
 T = TypeVar("T")
+#: The operations of one project: sync for SQLite (its transactions are short and serialised
+#: anyway, so they run inline: a thread hop costs more than they do), asyncio for PostgreSQL (its
+#: round trips overlap on the event loop, with no thread hop at all).
+ProjectOperations = Operations | AsyncOperations
 #: Projects whose stores are kept between requests (least recently used ones are dropped).
 DEFAULT_MAX_PROJECTS = 1024
 #: The project the health check reads (any name would do; it is never written).
@@ -54,35 +57,45 @@ class Stores:
         self.max_projects = max_projects
         self._options = store_options
         self._lock = threading.Lock()
-        self._cache: OrderedDict[str, Operations] = OrderedDict()
-        self._root: SqlStore | None = None
-        self.inline = isinstance(self._database().db, SqliteDatabase)  # opens the database now
+        self._cache: OrderedDict[str, ProjectOperations] = OrderedDict()
+        self._root: SqliteStore | AsyncPostgresStore | None = None
+        self._database()  # opens the database (and creates its tables) now
 
-    def _database(self) -> SqlStore:
+    def _database(self) -> SqliteStore | AsyncPostgresStore:
         """The store the others share the database of, opened again after ``close()``."""
         root = self._root
         if root is None:
             with self._lock:
                 root = self._root
                 if root is None:
-                    opened = store_from_url(self.url, HEALTH_PROJECT, **self._options)
-                    if not isinstance(opened, SqlStore):
-                        opened.close()
-                        raise InvalidInputError(
-                            "the service keeps budgets in a database; use a sqlite:/// or "
-                            f"postgresql:// store, not {self.url!r}"
-                        )
-                    root = self._root = opened
+                    root = self._root = self._open()
         return root
 
-    def get(self, project: str) -> Operations:
+    def _open(self) -> SqliteStore | AsyncPostgresStore:
+        if self.url.split("://", 1)[0].lower() in ("postgresql", "postgres"):
+            return AsyncPostgresStore.from_url(self.url, HEALTH_PROJECT, **self._options)
+        opened = store_from_url(self.url, HEALTH_PROJECT, **self._options)
+        if not isinstance(opened, SqliteStore):
+            opened.close()
+            raise InvalidInputError(
+                "the service keeps budgets in a database; use a sqlite:/// or postgresql:// "
+                f"store, not {self.url!r}"
+            )
+        return opened
+
+    def get(self, project: str) -> ProjectOperations:
         """The operations of ``project`` (InvalidInputError if the name is not acceptable)."""
         with self._lock:
             found = self._cache.get(project)
             if found is not None:
                 self._cache.move_to_end(project)
                 return found
-        ops = Operations(self._database().sibling(project), self.clock)
+        root = self._database()
+        ops: ProjectOperations
+        if isinstance(root, AsyncPostgresStore):
+            ops = AsyncOperations(root.sibling(project), self.clock)
+        else:
+            ops = Operations(root.sibling(project), self.clock)
         for listener in self.listeners:
             ops.subscribe(listener)
         with self._lock:
@@ -95,22 +108,23 @@ class Stores:
         """How many project stores are kept."""
         return len(self._cache)
 
-    def check(self) -> None:
+    async def check(self) -> None:
         """Raise StoreError unless the database answers."""
-        self._database().users()
+        await self.run(self.get(HEALTH_PROJECT).users)
 
-    async def run(self, call: Callable[[], T]) -> T:
-        """``call()`` (a store operation) from a request handler: inline for SQLite, whose
-        transactions are short and serialised anyway (a thread hop costs more than they do); in
-        a worker thread for networked databases, so their round trips overlap."""
-        if self.inline:
-            return call()
-        return await anyio.to_thread.run_sync(call)
+    @staticmethod
+    async def run(operation: Callable[..., T | Awaitable[T]], *args: Any, **kwargs: Any) -> T:
+        """``operation(*args, **kwargs)`` of a project's operations, awaited if it is a
+        coroutine (PostgreSQL), else inline (SQLite)."""
+        result = operation(*args, **kwargs)
+        if inspect.isawaitable(result):
+            return await result
+        return result
 
-    def close(self) -> None:
+    async def close(self) -> None:
         """Close the database (a later request opens it again)."""
         with self._lock:
             self._cache.clear()
             root, self._root = self._root, None
         if root is not None:
-            root.close()
+            await self.run(root.close)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 import importlib
+import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -58,12 +59,7 @@ class BudgetStore(ABC):
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        if cls.backend_errors.__func__ is BudgetStore.backend_errors.__func__:  # type: ignore[attr-defined]
-            return  # no exceptions of its own to translate (and no frame to add)
-        for name in OPERATIONS:
-            method = getattr(cls, name, None)
-            if method is not None and not getattr(method, "_wrapped", False):
-                setattr(cls, name, _wrap_errors(method))
+        wrap_backend_errors(cls)
 
     @classmethod
     @abstractmethod
@@ -172,22 +168,56 @@ class BudgetStore(ABC):
         """Release files and connections; the store is unusable afterwards."""
 
 
+def wrap_backend_errors(cls: type) -> None:
+    """Make the operations of a store class (sync or asyncio) raise its backend's exceptions as
+    the library's: the one place they are translated. A class that declares no
+    ``backend_errors`` of its own is left as it is (no frame added to its calls)."""
+    if cls.backend_errors.__func__ is BudgetStore.backend_errors.__func__:  # type: ignore[attr-defined]
+        return
+    for name in OPERATIONS:
+        method = getattr(cls, name, None)
+        if method is not None and not getattr(method, "_wrapped", False):
+            setattr(cls, name, _wrap_errors(method))
+
+
+def translate(store: Any, exc: Exception) -> Exception | None:
+    """The library's error for a backend's exception raised by ``store``, or None."""
+    if isinstance(exc, (BudgetManagerError, ledger.ChainChanged)):
+        return None
+    unavailable, failures = type(store).backend_errors()
+    if unavailable and isinstance(exc, unavailable):
+        return StoreUnavailableError(f"{store!r} is unavailable: {_describe(exc)}")
+    if failures and isinstance(exc, failures):
+        return StoreError(f"{store!r} failed: {_describe(exc)}")
+    return None
+
+
 def _wrap_errors(method: F) -> F:
-    """``method`` raising the backend's exceptions as the library's (the one place they are)."""
+    """``method`` raising the backend's exceptions as the library's."""
+    if inspect.iscoroutinefunction(method):
+
+        @functools.wraps(method)
+        async def awaited(self: Any, *args: Any, **kwargs: Any) -> Any:
+            try:
+                return await method(self, *args, **kwargs)
+            except Exception as exc:
+                error = translate(self, exc)
+                if error is None:
+                    raise
+                raise error from exc
+
+        awaited._wrapped = True  # type: ignore[attr-defined]
+        return awaited  # type: ignore[return-value]
 
     @functools.wraps(method)
-    def wrapped(self: BudgetStore, *args: Any, **kwargs: Any) -> Any:
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> Any:
         try:
             return method(self, *args, **kwargs)
-        except (BudgetManagerError, ledger.ChainChanged):
-            raise
         except Exception as exc:
-            unavailable, failures = type(self).backend_errors()
-            if unavailable and isinstance(exc, unavailable):
-                raise StoreUnavailableError(f"{self!r} is unavailable: {_describe(exc)}") from exc
-            if failures and isinstance(exc, failures):
-                raise StoreError(f"{self!r} failed: {_describe(exc)}") from exc
-            raise
+            error = translate(self, exc)
+            if error is None:
+                raise
+            raise error from exc
 
     wrapped._wrapped = True  # type: ignore[attr-defined]
     return wrapped  # type: ignore[return-value]

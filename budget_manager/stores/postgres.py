@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator, Sequence
+import time
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -20,6 +21,7 @@ from ..errors import (
     BudgetExceededError,
     HierarchyError,
     IdempotencyConflictError,
+    InvalidInputError,
     StoreError,
     StoreUnavailableError,
     TooManyModelsError,
@@ -28,9 +30,21 @@ from ..errors import (
 )
 from ..events import Alert
 from ..ledger import Level, Outcome
-from ..records import HoldRecord, UserRecord, hold_to_json, loads
+from ..records import MAX_MODELS, HoldRecord, UserRecord, hold_to_json, loads
+from .aio import AsyncBudgetStore
 from .base import register
-from .sql import Cursor, Database, SharedDatabases, SqlStore, one_line, redact_url
+from .sql import (
+    IDEMPOTENCY_TTL,
+    Cursor,
+    Database,
+    Query,
+    SharedDatabases,
+    SqlStore,
+    Statement,
+    _nothing,
+    one_line,
+    redact_url,
+)
 
 if TYPE_CHECKING:
     from psycopg_pool import ConnectionPool
@@ -395,15 +409,29 @@ class PostgresStore(SqlStore):
         )
 
 
-def _windows(levels: Sequence[Level]) -> tuple[list[Any], ...]:
-    """The levels as the functions take them: one array per field."""
+def _windows(levels: Sequence[Level]) -> tuple[str, ...]:
+    """The levels as the functions take them: one array per field, as array literals (psycopg's
+    list dumpers cost more than the rest of a call's Python)."""
     return (
-        [user for user, _ in levels],
-        [w.period for _, w in levels],
-        [w.anchor for _, w in levels],
-        [w.start for _, w in levels],
-        [w.end for _, w in levels],
+        _array(user for user, _ in levels),
+        _array(w.period for _, w in levels),
+        _array(w.anchor for _, w in levels),
+        _array(w.start for _, w in levels),
+        _array(w.end for _, w in levels),
     )
+
+
+def _array(values: Iterable[str | float | None]) -> str:
+    """A PostgreSQL array literal of text or float8 values (cast in the statement)."""
+    return "{" + ",".join(_element(v) for v in values) + "}"
+
+
+def _element(value: str | float | None) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, float):
+        return repr(value)
+    return '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
 def _is_ours(exc: BaseException) -> bool:
@@ -432,3 +460,170 @@ def _translated(exc: Any) -> Exception:
     if kind is TooManyModelsError:
         return ledger.too_many_models(message, int(exc.diag.message_detail or 0))
     return kind(message)
+
+
+class AsyncPostgresDatabase:
+    """A PostgreSQL database behind psycopg's asyncio pool of autocommit connections, opened on
+    first use (in the event loop that uses it)."""
+
+    def __init__(self, url: str, pool_size: int = POOL_SIZE) -> None:
+        install(url)
+        from psycopg_pool import AsyncConnectionPool
+
+        self.url = url
+        self.dialect = PostgresDialect(url)
+        self.pool: AsyncConnectionPool[Any] = AsyncConnectionPool(
+            url,
+            min_size=1,
+            max_size=pool_size,
+            open=False,
+            timeout=POOL_WAIT,
+            kwargs={"autocommit": True},
+        )
+        self._opened = False
+
+    async def _ready(self) -> None:
+        if not self._opened:
+            self._opened = True
+            try:
+                await self.pool.open(wait=True, timeout=10.0)
+            except Exception as exc:
+                self._opened = False
+                raise StoreUnavailableError(
+                    f"cannot connect to PostgreSQL at {redact_url(self.url)}: {one_line(exc)}"
+                ) from exc
+
+    async def call(self, function: str, params: Sequence[Any]) -> Any:
+        """``SELECT function(params)``: one statement, one transaction, its JSON answer."""
+        await self._ready()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(f"SELECT {function}", params)
+            found = await cur.fetchone()
+        assert found is not None
+        return loads(found[0])
+
+    async def read(self, query: Query) -> Any:
+        await self._ready()
+        async with self.pool.connection() as conn:
+            cur = await conn.execute(self.dialect.sql(query.sql), query.params)
+            return query.decode(await cur.fetchall())
+
+    async def write_all(self, statements: list[Statement]) -> None:
+        """Run ``statements`` in one transaction."""
+        await self._ready()
+        async with self.pool.connection() as conn, conn.transaction():
+            for sql, params in statements:
+                await conn.execute(self.dialect.sql(sql), params)
+
+    async def close(self) -> None:
+        await self.pool.close()
+
+
+class AsyncPostgresStore(AsyncBudgetStore):
+    """One project's budgets in PostgreSQL, for asyncio: the same function calls as
+    :class:`PostgresStore` (built by one of its kind, which holds no connection), awaited on an
+    :class:`AsyncPostgresDatabase`."""
+
+    @classmethod
+    def backend_errors(
+        cls,
+    ) -> tuple[tuple[type[BaseException], ...], tuple[type[BaseException], ...]]:
+        return PostgresStore.backend_errors()
+
+    def __init__(
+        self, db: AsyncPostgresDatabase, calls: PostgresStore, *, owns_db: bool = True
+    ) -> None:
+        self.db = db
+        self.calls = calls
+        self._owns_db = owns_db
+
+    @classmethod
+    def from_url(
+        cls,
+        url: str,
+        project: str,
+        *,
+        max_models: int = MAX_MODELS,
+        idempotency_ttl: float = IDEMPOTENCY_TTL,
+        **options: Any,
+    ) -> AsyncPostgresStore:
+        if options:
+            raise InvalidInputError(f"unknown PostgreSQL store options: {sorted(options)}")
+        if url.lower().startswith("postgres://"):
+            url = "postgresql://" + url.split("://", 1)[1]
+        calls = PostgresStore(
+            PostgresDialect(url),
+            project,
+            _nothing,
+            max_models=max_models,
+            idempotency_ttl=idempotency_ttl,
+        )
+        return cls(AsyncPostgresDatabase(url), calls)
+
+    def sibling(self, project: str) -> AsyncPostgresStore:
+        """The store of ``project`` on the same database (closing it closes nothing)."""
+        return AsyncPostgresStore(self.db, self.calls.sibling(project), owns_db=False)  # type: ignore[arg-type]
+
+    def __repr__(self) -> str:
+        return f"AsyncPostgresStore({redact_url(self.db.url)!r}, project={self.calls.project!r})"
+
+    async def _call(self, call: FunctionCall) -> Outcome:
+        try:
+            answer = await self.db.call(*call)
+        except Exception as exc:
+            if not _is_ours(exc):
+                raise  # translated by backend_errors
+            raise _translated(exc) from None
+        if self.calls.db.prune_due():
+            await self.db.write_all(self.calls.prune_statements(time.time()))
+        return self.calls.outcome(answer)
+
+    async def get(self, user: str) -> UserRecord | None:
+        found: UserRecord | None = await self.db.read(self.calls.get_query(user))
+        return found
+
+    async def users(self) -> list[str]:
+        found: list[str] = await self.db.read(self.calls.users_query())
+        return found
+
+    async def records(self) -> dict[str, UserRecord]:
+        found: dict[str, UserRecord] = await self.db.read(self.calls.records_query())
+        return found
+
+    async def holds(self, user: str | None = None) -> list[HoldRecord]:
+        found: list[HoldRecord] = await self.db.read(self.calls.holds_query(user))
+        return found
+
+    async def put(self, user: str, record: UserRecord) -> UserRecord:
+        outcome = await self._call(self.calls.put_call(user, record))
+        assert outcome.record is not None
+        return outcome.record
+
+    async def delete(self, user: str) -> bool:
+        return not (await self._call(self.calls.delete_call(user))).replayed
+
+    async def replace_all(self, records: dict[str, UserRecord]) -> None:
+        ledger.check_forest(records)
+        await self.db.write_all(self.calls.replace_statements(records))
+
+    async def charge(self, *args: Any) -> Outcome:
+        return await self._call(self.calls.charge_call(*args))
+
+    async def hold(self, *args: Any) -> Outcome:
+        return await self._call(self.calls.hold_call(*args))
+
+    async def settle(self, *args: Any) -> Outcome:
+        return await self._call(self.calls.settle_call(*args))
+
+    async def release(self, hold_id: str) -> Outcome:
+        return await self._call(self.calls.release_call(hold_id))
+
+    async def reset(self, user: str) -> Outcome:
+        return await self._call(self.calls.reset_call(user))
+
+    async def roll(self, levels: Sequence[Level]) -> Outcome:
+        return await self._call(self.calls.roll_call(levels))
+
+    async def close(self) -> None:
+        if self._owns_db:
+            await self.db.close()

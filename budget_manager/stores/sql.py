@@ -53,6 +53,19 @@ HOLD_COLUMNS = (
     "hold_id, user_id, amount, level_users, level_starts, expires_at, created_at, model, "
     "state, settled"
 )
+UPSERT = (
+    f"INSERT INTO bm_budgets (project, user_id, {COLUMNS})"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+    " ON CONFLICT (project, user_id) DO UPDATE SET"
+    " total_budget = excluded.total_budget, current_cost = excluded.current_cost,"
+    " model_cost = excluded.model_cost, period = excluded.period,"
+    " duration = excluded.duration, created_at = excluded.created_at,"
+    " last_updated_at = excluded.last_updated_at, extra = excluded.extra,"
+    " parent = excluded.parent, fired = excluded.fired,"
+    " on_unknown_model = excluded.on_unknown_model, on_store_error = excluded.on_store_error"
+)
+#: One statement with its parameters (``?`` placeholders).
+Statement = tuple[str, tuple[Any, ...]]
 
 
 class Query(NamedTuple):
@@ -258,21 +271,27 @@ class SqlStore(BudgetStore):
 
     def upsert(self, cur: Cursor, user: str, record: UserRecord) -> None:
         """Write the user's whole record."""
-        cur.execute(
-            self.db.sql(
-                f"INSERT INTO bm_budgets (project, user_id, {COLUMNS})"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
-                " ON CONFLICT (project, user_id) DO UPDATE SET"
-                " total_budget = excluded.total_budget, current_cost = excluded.current_cost,"
-                " model_cost = excluded.model_cost, period = excluded.period,"
-                " duration = excluded.duration, created_at = excluded.created_at,"
-                " last_updated_at = excluded.last_updated_at, extra = excluded.extra,"
-                " parent = excluded.parent, fired = excluded.fired,"
-                " on_unknown_model = excluded.on_unknown_model,"
-                " on_store_error = excluded.on_store_error"
+        cur.execute(self.db.sql(UPSERT), (self.project, user, *self.row(record)))
+
+    def replace_statements(self, records: dict[str, UserRecord]) -> list[Statement]:
+        """What makes ``records`` the whole user dict, in one transaction."""
+        found: list[Statement] = [("DELETE FROM bm_budgets WHERE project = ?", (self.project,))]
+        found += [(UPSERT, (self.project, u, *self.row(r))) for u, r in records.items()]
+        return found
+
+    def prune_statements(self, now: float) -> list[Statement]:
+        """What forgets the idempotency keys past the window and this project's holds that
+        ended long ago (the first statement counts the keys)."""
+        ended = now - HOLD_RETENTION
+        return [
+            ("DELETE FROM bm_charge_keys WHERE created_at < ?", (now - self.idempotency_ttl,)),
+            (
+                "DELETE FROM bm_hold_levels WHERE hold_id IN (SELECT hold_id FROM bm_holds"
+                " WHERE project = ? AND expires_at < ?) AND project = ?",
+                (self.project, ended, self.project),
             ),
-            (self.project, user, *self.row(record)),
-        )
+            ("DELETE FROM bm_holds WHERE project = ? AND expires_at < ?", (self.project, ended)),
+        ]
 
     def key_id(self, key: str) -> bytes:
         """The fixed-size row id of one of this project's idempotency keys."""
@@ -338,10 +357,17 @@ class SqlStore(BudgetStore):
 
     # -- whole dicts and housekeeping -------------------------------------------------------------
     def _replace(self, records: dict[str, UserRecord]) -> None:
+        self._write_all(self.replace_statements(records))
+
+    def _write_all(self, statements: list[Statement]) -> int:
+        """Run ``statements`` in one transaction; the rows the first one changed."""
         with self.db.write() as cur:
-            cur.execute(self.db.sql("DELETE FROM bm_budgets WHERE project = ?"), (self.project,))
-            for user, record in records.items():
-                self.upsert(cur, user, record)
+            changed = 0
+            for i, (sql, params) in enumerate(statements):
+                cur.execute(self.db.sql(sql), params)
+                if i == 0:
+                    changed = rowcount(cur)
+            return changed
 
     def replace_all(self, records: dict[str, UserRecord]) -> None:
         ledger.check_forest(records)
@@ -355,25 +381,7 @@ class SqlStore(BudgetStore):
     def prune(self) -> int:
         """Forget the database's idempotency keys past the window and this project's holds
         that ended long ago; how many keys were forgotten."""
-        now = time.time()
-        with self.db.write() as cur:
-            cur.execute(
-                self.db.sql("DELETE FROM bm_charge_keys WHERE created_at < ?"),
-                (now - self.idempotency_ttl,),
-            )
-            forgotten = rowcount(cur)
-            cur.execute(
-                self.db.sql(
-                    "DELETE FROM bm_hold_levels WHERE hold_id IN (SELECT hold_id FROM bm_holds"
-                    " WHERE project = ? AND expires_at < ?) AND project = ?"
-                ),
-                (self.project, now - HOLD_RETENTION, self.project),
-            )
-            cur.execute(
-                self.db.sql("DELETE FROM bm_holds WHERE project = ? AND expires_at < ?"),
-                (self.project, now - HOLD_RETENTION),
-            )
-        return forgotten
+        return self._write_all(self.prune_statements(time.time()))
 
     def close(self) -> None:
         if not self._closed:
