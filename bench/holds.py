@@ -13,7 +13,9 @@ total is read back and must equal pairs x 0.01 exactly.
 
 The ceiling for Redis is ``redis-benchmark`` (8 clients) running EVALSHA of a script making one
 comparable update (read a budget's spend, add to it, write it back) against the same server, just
-before each run; ceiling pairs/s = EVALSHA/s / 2, since a pair is two scripts. Redis runs as a
+before each run; ceiling pairs/s = EVALSHA/s / 2, since a pair is two scripts. For PostgreSQL it
+is ``pgbench`` (8 clients) running the same single-row update (``UPDATE ... SET spent = spent +
+0.01``) on one row, or on a random row of ``--users``, in the same database: tps / 2. Redis runs as a
 private ``redis-server`` on a free loopback port: ``redis`` without persistence (as the machine's
 own Redis runs), ``redis-aof`` with AOF (``appendfsync everysec``, the setting README recommends);
 ``--redis-url`` names another server for both.
@@ -109,6 +111,7 @@ class Context:
         self.folder = folder
         self.redis_url = redis_url
         self._redis: dict[bool, RedisServer] = {}
+        self.databases: list[str] = []  # PostgreSQL databases to drop
 
     def redis(self, aof: bool) -> str:
         if self.redis_url is not None:
@@ -125,6 +128,12 @@ class Context:
     def close(self) -> None:
         for server in self._redis.values():
             server.stop()
+        if self.databases:
+            import psycopg
+
+            with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+                for name in self.databases:
+                    conn.execute(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
 
 
 def redis_cpu(ctx: Context, aof: bool) -> float:
@@ -138,6 +147,61 @@ def json_store(ctx: Context) -> str:
     return f"json://{ctx.folder}/{uuid.uuid4().hex[:8]}.json"
 
 
+def sqlite_store(ctx: Context) -> str:
+    return f"sqlite:///{ctx.folder}/{uuid.uuid4().hex[:8]}.db"
+
+
+PG_ADMIN = os.environ.get("BUDGET_MANAGER_TEST_PG", "postgresql://postgres@127.0.0.1:5432/postgres")
+
+
+def postgres_store(ctx: Context) -> str:
+    """A fresh database (dropped at the end)."""
+    import psycopg
+
+    name = f"bm_bench_{uuid.uuid4().hex[:8]}"
+    with psycopg.connect(PG_ADMIN, autocommit=True) as conn:
+        conn.execute(f"CREATE DATABASE {name}")
+    ctx.databases.append(name)
+    return PG_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+def postgres_ceiling(
+    ctx: Context, clients: int, users: int, requests: int, url: str
+) -> dict[str, float]:
+    """pgbench tps of the same single-row update, on one row and on ``users`` rows at random."""
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute("CREATE TABLE IF NOT EXISTS bench_ceiling (id int PRIMARY KEY, spent numeric)")
+        conn.execute(
+            "INSERT INTO bench_ceiling SELECT g, 0 FROM generate_series(1, %s) g"
+            " ON CONFLICT DO NOTHING",
+            (users,),
+        )
+    out = {}
+    for mode, pick in (("hot", "1"), ("spread", f"random(1, {users})")):
+        script = ctx.folder / f"ceiling-{mode}.sql"
+        script.write_text(
+            f"\\set id {pick}\nUPDATE bench_ceiling SET spent = spent + 0.01 WHERE id = :id;\n"
+        )
+        parts = url.split("://", 1)[1]
+        host_part, database = parts.rsplit("/", 1)
+        user, _, hostport = host_part.rpartition("@")
+        host, _, port = hostport.partition(":")
+        done = subprocess.run(
+            [
+                *("pgbench", "-n", "-h", host, "-p", port or "5432", "-U", user or "postgres"),
+                *("-c", str(clients), "-j", "2", "-T", "3", "-f", str(script), database),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        rows = [line for line in done.stdout.splitlines() if line.startswith("tps")]
+        out[mode] = float(rows[-1].split("=")[1].split()[0])
+    return out
+
+
 def redis_store(aof: bool) -> Callable[[Context], str]:
     return lambda ctx: f"{ctx.redis(aof)}?prefix=bench-{uuid.uuid4().hex[:8]}"
 
@@ -145,6 +209,8 @@ def redis_store(aof: bool) -> Callable[[Context], str]:
 #: store name -> a function giving a fresh, empty store's URL.
 STORES: dict[str, Callable[[Context], str]] = {
     "json": json_store,
+    "sqlite": sqlite_store,
+    "postgresql": postgres_store,
     "redis": redis_store(aof=False),
     "redis-aof": redis_store(aof=True),
 }
@@ -153,8 +219,11 @@ SERVER_CPU: dict[str, Callable[[Context], float]] = {
     "redis": lambda ctx: redis_cpu(ctx, False),
     "redis-aof": lambda ctx: redis_cpu(ctx, True),
 }
-#: store name -> a function giving the ceiling in script calls per second (hot, spread).
-CEILINGS: dict[str, Callable[[Context, int, int, int], dict[str, float]]] = {}
+#: store name -> a function giving the ceiling in updates per second (hot, spread) of the
+#: database at a store's URL.
+CEILINGS: dict[str, Callable[[Context, int, int, int, str], dict[str, float]]] = {
+    "postgresql": postgres_ceiling,
+}
 
 
 def redis_ceiling(
@@ -198,8 +267,12 @@ def redis_ceiling(
     return out
 
 
-CEILINGS["redis"] = lambda ctx, *args: redis_ceiling(ctx, False, *args)
-CEILINGS["redis-aof"] = lambda ctx, *args: redis_ceiling(ctx, True, *args)
+CEILINGS["redis"] = lambda ctx, clients, users, requests, _: redis_ceiling(
+    ctx, False, clients, users, requests
+)
+CEILINGS["redis-aof"] = lambda ctx, clients, users, requests, _: redis_ceiling(
+    ctx, True, clients, users, requests
+)
 
 
 # -- workers ---------------------------------------------------------------------------------------
@@ -405,7 +478,7 @@ def case(
     server_cpu: list[float] = []
     for _ in range(args.runs):
         if store in CEILINGS:
-            ceiling = CEILINGS[store](ctx, args.workers, args.users, args.ceiling_requests)
+            ceiling = CEILINGS[store](ctx, args.workers, args.users, args.ceiling_requests, url)
             ceilings.append(ceiling[mode])
         before = spent(url)
         sample = (lambda: SERVER_CPU[store](ctx)) if store in SERVER_CPU else None
@@ -421,7 +494,7 @@ def case(
             f"({result['errors']} errors, spent off by {difference}; CPU us/pair: clients "
             f"{result['client_cpu_us']:.0f}"
             + (f", server {server_cpu[-1]:.0f}" if server_cpu else "")
-            + (f"; ceiling {ceilings[-1]:,.0f} EVALSHA/s" if ceilings else "")
+            + (f"; ceiling {ceilings[-1]:,.0f} updates/s" if ceilings else "")
             + ")",
             flush=True,
         )
@@ -448,7 +521,7 @@ def case(
 def table(rows: list[dict[str, Any]], args: argparse.Namespace) -> str:
     lines = [
         f"| store | users | {args.workers} workers as | pairs/s (median of {args.runs}) | runs "
-        "| ceiling pairs/s (EVALSHA/s / 2) | ratio | CPU us/pair client / server |",
+        "| ceiling pairs/s (EVALSHA or pgbench tps / 2) | ratio | CPU us/pair client / server |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:

@@ -20,7 +20,7 @@ from decimal import Decimal
 from typing import Any, NamedTuple, Protocol, TypeVar
 
 from . import money, names
-from .errors import InvalidInputError, StoreError, UnknownUserError
+from .errors import InvalidInputError, StoreError, UnknownHoldError, UnknownUserError
 from .events import Event, EventKind, Listener
 from .ledger import MAX_LEVELS, ChainChanged, Level, Outcome
 from .records import HoldRecord, UserRecord
@@ -270,7 +270,12 @@ class Flows(Announcer):
         amount = money.rounded(money.to_money(amount, "cost"))
         if model is not None:
             names.check_model(model)
-        outcome: Outcome = yield Call("settle", (hold_id, amount, model, self.thresholds, known))
+        try:  # the store has the hold, mostly: ``known`` need not travel
+            outcome: Outcome = yield Call("settle", (hold_id, amount, model, self.thresholds))
+        except UnknownHoldError:
+            if known is None:
+                raise
+            outcome = yield Call("settle", (hold_id, amount, model, self.thresholds, known))
         hold = outcome.hold
         if hold is not None and not outcome.replayed and amount > hold.amount:
             logger.warning(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
+import weakref
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
@@ -130,6 +131,7 @@ class PostgresDatabase(PostgresDialect):
         install(url)
         from psycopg_pool import ConnectionPool
 
+        self._cursors: weakref.WeakKeyDictionary[Any, Any] = weakref.WeakKeyDictionary()
         self.pool: ConnectionPool[Any] = ConnectionPool(
             url,
             min_size=1,
@@ -159,7 +161,12 @@ class PostgresDatabase(PostgresDialect):
     def call(self, function: str, params: Sequence[Any]) -> Any:
         """``SELECT function(params)``: one statement, one transaction, its JSON answer."""
         with self.pool.connection() as conn:
-            found = conn.execute(f"SELECT {function}", params).fetchone()
+            # One cursor per connection, kept: making one costs a third of a call's CPU.
+            cur = self._cursors.get(conn)
+            if cur is None or cur.closed:
+                cur = self._cursors[conn] = conn.cursor()
+            cur.execute(f"SELECT {function}", params)
+            found = cur.fetchone()
         return loads(found[0])
 
     def close(self) -> None:

@@ -280,17 +280,19 @@ class SqlStore(BudgetStore):
         return found
 
     def prune_statements(self, now: float) -> list[Statement]:
-        """What forgets the idempotency keys past the window and this project's holds that
-        ended long ago (the first statement counts the keys)."""
-        ended = now - HOLD_RETENTION
+        """What forgets the idempotency keys past the window, what expired holds held, and this
+        project's holds that ended long ago (the first statement counts the keys)."""
         return [
             ("DELETE FROM bm_charge_keys WHERE created_at < ?", (now - self.idempotency_ttl,)),
+            # an expired hold holds nothing: its rows only slow the sums down
             (
-                "DELETE FROM bm_hold_levels WHERE hold_id IN (SELECT hold_id FROM bm_holds"
-                " WHERE project = ? AND expires_at < ?) AND project = ?",
-                (self.project, ended, self.project),
+                "DELETE FROM bm_hold_levels WHERE project = ? AND expires_at < ?",
+                (self.project, now),
             ),
-            ("DELETE FROM bm_holds WHERE project = ? AND expires_at < ?", (self.project, ended)),
+            (
+                "DELETE FROM bm_holds WHERE project = ? AND expires_at < ?",
+                (self.project, now - HOLD_RETENTION),
+            ),
         ]
 
     def key_id(self, key: str) -> bytes:

@@ -181,8 +181,15 @@ DECLARE
     starts float8[] := '{}';
     held numeric;
 BEGIN
-    SELECT * INTO h FROM bm_holds WHERE project = p_project AND hold_id = p_hold_id;
-    IF FOUND THEN
+    -- Claim the hold id before locking any budget: the lock is then held only for the check.
+    INSERT INTO bm_holds (project, hold_id, user_id, amount, level_users, level_starts,
+                          expires_at, created_at, model, state)
+    VALUES (p_project, p_hold_id, p_users[1], p_amount, p_users, p_starts, p_expires, p_now,
+            p_model, 'open')
+    ON CONFLICT (project, hold_id) DO NOTHING
+    RETURNING * INTO h;
+    IF NOT FOUND THEN  -- taken already (a repeat, or another hold's id)
+        SELECT * INTO h FROM bm_holds WHERE project = p_project AND hold_id = p_hold_id;
         IF h.user_id <> p_users[1] OR h.amount <> p_amount THEN
             RAISE EXCEPTION USING ERRCODE = 'BM005', MESSAGE = 'hold id used by another hold';
         END IF;
@@ -227,11 +234,10 @@ BEGIN
                 b.on_unknown_model, b.on_store_error);
         END IF;
     END LOOP;
-    INSERT INTO bm_holds (project, hold_id, user_id, amount, level_users, level_starts,
-                          expires_at, created_at, model, state)
-    VALUES (p_project, p_hold_id, p_users[1], p_amount, p_users, starts, p_expires, p_now,
-            p_model, 'open')
-    RETURNING * INTO h;
+    IF starts IS DISTINCT FROM h.level_starts THEN  -- a period already started later than asked
+        UPDATE bm_holds SET level_starts = starts WHERE project = p_project AND hold_id = p_hold_id
+        RETURNING * INTO h;
+    END IF;
     RETURN json_build_object('row', first, 'hold', json_build_array(h.hold_id, h.user_id,
         h.amount, h.level_users, h.level_starts, h.expires_at, h.created_at, h.model, h.state,
         h.settled), 'rolled', rolled)::text;
@@ -265,6 +271,13 @@ BEGIN
         RETURN json_build_object('row', bm_row(b), 'hold', bm_hold_row(h), 'replayed', true)::text;
     END IF;
     model := coalesce(p_model, h.model);
+    -- The hold first, so that the budgets' locks are held only for their own update.
+    DELETE FROM bm_hold_levels WHERE project = p_project AND level_user = ANY (h.level_users)
+        AND hold_id = p_hold_id;
+    h.state := 'settled'; h.settled := p_amount; h.model := model;
+    INSERT INTO bm_holds VALUES (h.*)
+    ON CONFLICT (project, hold_id) DO UPDATE SET state = 'settled', settled = p_amount,
+        model = excluded.model;
     IF cardinality(h.level_users) > 1 THEN
         PERFORM bm_lock(p_project, h.level_users);
     END IF;
@@ -306,12 +319,6 @@ BEGIN
                 b.on_unknown_model, b.on_store_error);
         END IF;
     END LOOP;
-    DELETE FROM bm_hold_levels WHERE project = p_project AND level_user = ANY (h.level_users)
-        AND hold_id = p_hold_id;
-    h.state := 'settled'; h.settled := p_amount; h.model := model;
-    INSERT INTO bm_holds VALUES (h.*)
-    ON CONFLICT (project, hold_id) DO UPDATE SET state = 'settled', settled = p_amount,
-        model = excluded.model;
     RETURN json_build_object('row', first, 'hold', json_build_array(h.hold_id, h.user_id,
         h.amount, h.level_users, h.level_starts, h.expires_at, h.created_at, h.model, h.state,
         h.settled), 'alerts', alerts)::text;

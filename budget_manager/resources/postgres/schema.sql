@@ -47,6 +47,8 @@ CREATE TABLE IF NOT EXISTS bm_hold_levels (
     expires_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (project, level_user, hold_id)
 );
+-- Limit checks sum only the unexpired rows of one budget.
+CREATE INDEX IF NOT EXISTS bm_hold_levels_live ON bm_hold_levels (project, level_user, expires_at);
 
 -- Idempotency keys of charges: fixed-size digests, kept for the idempotency window.
 CREATE TABLE IF NOT EXISTS bm_charge_keys (

@@ -43,6 +43,8 @@ CREATE TABLE IF NOT EXISTS bm_hold_levels (
     expires_at REAL NOT NULL,
     PRIMARY KEY (project, level_user, hold_id)
 );
+-- Limit checks sum only the unexpired rows of one budget.
+CREATE INDEX IF NOT EXISTS bm_hold_levels_live ON bm_hold_levels (project, level_user, expires_at);
 
 CREATE TABLE IF NOT EXISTS bm_charge_keys (
     id BLOB NOT NULL PRIMARY KEY,
