@@ -141,3 +141,26 @@ def test_open_budgets_let_calls_out_and_charge_them_when_the_store_is_back(
     assert bm.get_current_cost("ann") == pytest.approx(expected, rel=1e-12)
     assert BudgetManager("q", client_type="hosted", api_base=service.url)  # still serving
     service.stop()
+
+
+def test_ended_holds_kept_in_memory_are_capped_oldest_first(monkeypatch, clock):
+    from budget_manager.stores import memory
+
+    monkeypatch.setattr(memory, "MAX_ENDED_HOLDS", 10)
+    bm = BudgetManager("p", store="memory://", clock=clock)
+    bm.create_budget(total_budget=100, user="u")
+    open_hold = bm.reserve("u", amount=1)
+    settled = []
+    for _ in range(30):
+        hold = bm.reserve("u", amount=1)
+        hold.settle(cost=0.5)
+        settled.append(hold)
+    store = bm.store
+    assert isinstance(store, memory.MemoryStore)
+    store._state.prune(clock())
+    kept = set(store._state.holds)
+    assert open_hold.id in kept
+    assert kept - {open_hold.id} == {h.id for h in settled[-10:]}
+    # A hold forgotten by the store settles again through its handle without a second charge.
+    assert settled[0].settle(cost=0.5) == 0.5
+    assert bm.get_current_cost("u") == 15.0

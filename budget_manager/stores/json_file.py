@@ -137,6 +137,8 @@ class JsonFileStore(PythonLedgerStore):
         self._journal_fd = -1
         self._journal_ino = -1
         self._offset = 0
+        self._start = 0  # the journal's bytes before its first change (a compaction's header)
+        self._flushed = 0  # the journal offset whose state the main file was last written with
         self._snapshot_size = 0
         self._lock_fd = -1
         self._closed = False
@@ -247,7 +249,10 @@ class JsonFileStore(PythonLedgerStore):
         except FileNotFoundError:
             self._reload(exclusive)
             return
-        if st.st_ino != self._journal_ino or st.st_size < self._offset:
+        if st.st_ino != self._journal_ino:
+            if not self._follow(exclusive):
+                self._reload(exclusive)
+        elif st.st_size < self._offset:
             self._reload(exclusive)
         elif st.st_size > self._offset:
             self._replay(st.st_size, exclusive)
@@ -256,7 +261,8 @@ class JsonFileStore(PythonLedgerStore):
         records, size = self._read_snapshot()
         state = MemoryState()
         state.replace(records)
-        self._read_holds(state)
+        # Compaction rewrites both files, so both count in the journal size that triggers it.
+        size += self._read_holds(state)
         fd = os.open(self._journal_path, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
         if self._journal_fd >= 0:
             os.close(self._journal_fd)
@@ -265,7 +271,42 @@ class JsonFileStore(PythonLedgerStore):
         self._state = state
         self._snapshot_size = size
         self._offset = 0
+        first = os.pread(fd, 256, 0)
+        self._start = self._flushed = (
+            first.find(b"\n") + 1 if first.startswith(_HEADER_START) else 0
+        )
         self._replay(os.fstat(fd).st_size, exclusive)
+
+    def _follow(self, exclusive: bool) -> bool:
+        """Move on to the journal another process started when it compacted, without reading
+        the new snapshot: possible when we have the whole journal it folded (its first line
+        names that journal and its final size). Whether it could."""
+        if self._journal_fd < 0:
+            return False
+        final = os.fstat(self._journal_fd).st_size
+        if final > self._offset:
+            self._replay(final, exclusive)
+        if final != self._offset:
+            return False
+        fd = os.open(self._journal_path, os.O_RDWR | os.O_APPEND | os.O_CLOEXEC)
+        first = os.pread(fd, 256, 0)
+        header = first[: first.find(b"\n") + 1]
+        if header != _successor_header(self._journal_ino, final):
+            os.close(fd)
+            return False
+        os.close(self._journal_fd)
+        self._journal_fd = fd
+        self._journal_ino = os.fstat(fd).st_ino
+        self._offset = self._start = self._flushed = len(header)
+        try:
+            self._snapshot_size = os.stat(self.path).st_size + _size(self._holds_path)
+        except FileNotFoundError:
+            os.close(fd)
+            self._journal_fd = -1
+            return False
+        self._state.prune(time.time())  # as the compaction did
+        self._replay(os.fstat(fd).st_size, exclusive)
+        return True
 
     def _read_snapshot(self) -> tuple[dict[str, UserRecord], int]:
         return self._read_user_dict(self.path)
@@ -310,11 +351,12 @@ class JsonFileStore(PythonLedgerStore):
             raise CorruptStoreError(f"{str(path)!r}: {exc}; it was left untouched") from None
         return records, size
 
-    def _read_holds(self, state: MemoryState) -> None:
+    def _read_holds(self, state: MemoryState) -> int:
+        """Read the holds file into ``state``; its size."""
         try:
             raw = self._holds_path.read_bytes()
         except FileNotFoundError:
-            return
+            return 0
         except OSError as exc:
             raise StoreError(f"cannot read {str(self._holds_path)!r}: {exc}") from exc
         try:
@@ -327,6 +369,7 @@ class JsonFileStore(PythonLedgerStore):
             raise CorruptStoreError(
                 f"{str(self._holds_path)!r} is damaged ({exc}); it was left untouched"
             ) from None
+        return len(raw)
 
     def _replay(self, size: int, exclusive: bool) -> None:
         chunk = os.pread(self._journal_fd, size - self._offset, self._offset)
@@ -363,6 +406,8 @@ class JsonFileStore(PythonLedgerStore):
             state.remember(part["k"], part["f"], float(part["t"]))
         elif part.get("clear"):
             state.replace({})
+        elif "after" in part:
+            pass  # a compaction's first line, read by _follow
         else:
             raise ValueError(f"unknown journal entry {part!r}")
 
@@ -414,8 +459,10 @@ class JsonFileStore(PythonLedgerStore):
     def _maybe_compact(self) -> None:
         if self._offset > max(self._min_compact, self._snapshot_size):
             self._compact()
-        elif self._offset and self._flush_after is not None and self._flush_timer is None:
-            # Keep compactions of big files to about a tenth of the time.
+        elif (
+            self._offset > self._flushed and self._flush_after is not None and not self._flush_timer
+        ):
+            # Keep rewrites of big files to about a tenth of the time.
             delay = max(self._flush_after, 10 * self._compact_seconds)
             self._flush_timer = threading.Timer(delay, self._background_flush)
             self._flush_timer.daemon = True
@@ -427,9 +474,31 @@ class JsonFileStore(PythonLedgerStore):
             if self._closed or self._pid != os.getpid():
                 return
             try:
-                self.save()
+                self._flush()
             except Exception:
                 logger.exception("background save of %s failed", self.path)
+
+    def _flush(self) -> None:
+        """Bring the main file up to date, leaving the journal (and the holds file) as they are:
+        replaying the whole journal over a newer main file gives the same state, since its lines
+        carry whole records."""
+        self._check_process()
+        self._lock(exclusive=True)
+        try:
+            if self._offset <= self._flushed:
+                return
+            started = time.perf_counter()
+            tmp = f"{self.path}.{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
+            try:
+                _write_synced(tmp, dump_user_dict(self._state.records).encode())
+            except OSError as exc:
+                _remove(tmp)
+                raise StoreError(f"cannot write {tmp!r}: {exc}") from exc
+            os.replace(tmp, self.path)
+            self._flushed = self._offset
+            self._compact_seconds = time.perf_counter() - started
+        finally:
+            self._unlock()
 
     def _compact(self) -> None:
         """Fold the journal into a new snapshot (holding the exclusive lock)."""
@@ -448,9 +517,12 @@ class JsonFileStore(PythonLedgerStore):
             fd = os.open(
                 journal_tmp, os.O_RDWR | os.O_APPEND | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o644
             )
+            header = _successor_header(self._journal_ino, self._offset)
+            os.write(fd, header)
         except OSError as exc:
             _remove(snapshot_tmp)
             _remove(holds_tmp)
+            _remove(journal_tmp)
             raise StoreError(f"cannot write {snapshot_tmp!r}: {exc}") from exc
         # The journal last: if we die between the renames, the old journal replays idempotently
         # (its lines hold whole records and holds) over the new files.
@@ -464,8 +536,8 @@ class JsonFileStore(PythonLedgerStore):
         os.close(self._journal_fd)
         self._journal_fd = fd
         self._journal_ino = os.fstat(fd).st_ino
-        self._offset = 0
-        self._snapshot_size = len(data)
+        self._offset = self._start = self._flushed = len(header)
+        self._snapshot_size = len(data) + (len(holds) if holds is not None else 0)
         self._compact_seconds = time.perf_counter() - started
 
     def _holds_document(self) -> bytes | None:
@@ -547,7 +619,7 @@ class JsonFileStore(PythonLedgerStore):
             self._check_process()
             self._lock(exclusive=True)
             try:
-                if self._offset or not self.path.exists():
+                if self._offset > self._start or not self.path.exists():
                     self._compact()
             finally:
                 self._unlock()
@@ -574,6 +646,21 @@ def _record_part(user: str, record: UserRecord | None) -> str:
     if record is None:
         return f'{{"u": {quote(user)}, "del": true}}'
     return f'{{"u": {quote(user)}, "r": {to_json(record)}}}'
+
+
+_HEADER_START = b'{"after": '
+
+
+def _successor_header(journal_ino: int, final_size: int) -> bytes:
+    """The first line of the journal a compaction starts: the journal it folded, and its size."""
+    return f'{{"after": [{journal_ino}, {final_size}]}}\n'.encode()
+
+
+def _size(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
 
 
 def _write_synced(path: str, data: bytes) -> None:

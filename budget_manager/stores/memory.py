@@ -4,6 +4,7 @@ and short-lived scripts)."""
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -18,6 +19,8 @@ from .python_ledger import PythonLedgerStore
 HOLD_RETENTION = 86_400.0
 #: How long an idempotency key is remembered (seconds).
 KEY_RETENTION = 86_400.0
+#: Ended holds kept at most (the oldest go first), so a busy process's memory stays bounded.
+MAX_ENDED_HOLDS = 100_000
 #: Changes between two prunings of ended holds and old keys.
 PRUNE_EVERY = 1024
 
@@ -134,6 +137,15 @@ class MemoryState:
             for h in self.holds.values()
             if max(h.expires_at, h.created_at) + HOLD_RETENTION < now
         ]
+        ended = sum(1 for h in self.holds.values() if h.state != "open") - len(stale_holds)
+        if ended > MAX_ENDED_HOLDS:
+            stale = set(stale_holds)
+            extra = (
+                h.hold_id
+                for h in self.holds.values()
+                if h.state != "open" and h.hold_id not in stale
+            )
+            stale_holds += itertools.islice(extra, ended - MAX_ENDED_HOLDS)
         for hold_id in stale_holds:
             self.drop_hold(hold_id)
         stale_keys = [k for k, (_, at) in self.keys.items() if at + KEY_RETENTION < now]
