@@ -14,9 +14,12 @@ Module level:
 - :class:`BudgetManager`: per-user budgets, in a hierarchy, with holds (:class:`Hold`) that
   make overspending impossible; ``strict``: hold each ``completion()``'s worst case against
   ``max_budget``.
+- :class:`AsyncBudgetManager`, :class:`AsyncHold`, :func:`acompletion`: the same for asyncio.
 """
 
 from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from .completion import completion
 from .costs import completion_cost, cost_per_token, load_cost_table, model_cost, register_model
@@ -42,10 +45,14 @@ from .errors import (
     UnknownModelError,
     UnknownUserError,
 )
-from .hold import Hold
+from .hold import AsyncHold, Hold
 from .manager import BudgetManager
 from .response import ModelResponse
 from .tokens import token_counter
+
+if TYPE_CHECKING:
+    from .async_completion import acompletion
+    from .async_manager import AsyncBudgetManager
 
 __version__ = "0.1.0"
 
@@ -59,6 +66,8 @@ __all__ = [
     "APIConnectionError",
     "APIError",
     "APITimeoutError",
+    "AsyncBudgetManager",
+    "AsyncHold",
     "BudgetExceededError",
     "BudgetManager",
     "BudgetManagerError",
@@ -79,6 +88,7 @@ __all__ = [
     "UnknownHoldError",
     "UnknownModelError",
     "UnknownUserError",
+    "acompletion",
     "completion",
     "completion_cost",
     "cost_per_token",
@@ -89,3 +99,16 @@ __all__ = [
     "strict",
     "token_counter",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # The asyncio API loads asyncio (a sizeable share of a cold import) only when first used.
+    if name == "AsyncBudgetManager":
+        from .async_manager import AsyncBudgetManager
+
+        return AsyncBudgetManager
+    if name == "acompletion":
+        from .async_completion import acompletion
+
+        return acompletion
+    raise AttributeError(f"module 'budget_manager' has no attribute {name!r}")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import threading
@@ -155,33 +156,115 @@ def send(
 ) -> ModelResponse | CompletionStream:
     """:func:`completion`, also handing each call's cost to ``on_cost`` (a budget's settle).
     ``priced=False`` lets a model with no price go out (its cost counts as 0)."""
-    _check_request(model, messages)
-    if priced:
-        costs.require_price(model)  # a call whose cost could not be accounted for is not sent
-    held = GLOBAL_SPEND.admit(model, messages, kwargs.get("max_tokens"))
-
-    def charge(amount: Decimal) -> None:
-        GLOBAL_SPEND.settle(held, amount)
-        if on_cost is not None:
-            on_cost(amount)
-
-    kwargs = dict(kwargs)
-    client = {k: kwargs.pop(k) for k in _CLIENT_OPTIONS if k in kwargs}
-    body = {"model": model, "messages": list(messages), **kwargs}
+    call = Outgoing.admit(model, messages, kwargs, priced)
     try:
-        if kwargs.get("stream"):
-            body.setdefault("stream_options", {"include_usage": True})
-            reply = _send(body, client, stream=True)
-            return CompletionStream(reply, model, list(messages), charge, priced)
-        data = _post(body, client)
+        if call.stream:
+            reply = _send(call)
+            return CompletionStream(reply, model, call.messages, call.charger(on_cost), priced)
+        data = _post(call)
     except BaseException:
-        GLOBAL_SPEND.release(held)
+        call.release()
         raise
-    response = ModelResponse(data)
-    if response.get("usage") is None:
-        response.usage = _counted_usage(model, messages, response)
-    charge(costs.response_cost(response, default_model=model)[1] if priced else ZERO)
+    response = call.response(data)
+    call.charger(on_cost)(call.cost_of(response))
     return response
+
+
+class Outgoing:
+    """One chat call admitted under ``max_budget``: what to send where, and how its cost is
+    counted (shared by :func:`completion` and :func:`~budget_manager.acompletion`)."""
+
+    def __init__(
+        self,
+        model: str,
+        messages: list[Mapping[str, Any]],
+        kwargs: dict[str, Any],
+        priced: bool,
+        held: Decimal,
+    ) -> None:
+        self.model = model
+        self.messages = messages
+        self.priced = priced
+        self.held = held
+        kwargs = dict(kwargs)
+        client = {k: kwargs.pop(k) for k in _CLIENT_OPTIONS if k in kwargs}
+        self.stream = bool(kwargs.get("stream"))
+        self.body = {"model": model, "messages": messages, **kwargs}
+        if self.stream:
+            self.body.setdefault("stream_options", {"include_usage": True})
+        base = (
+            client.get("api_base")
+            or client.get("base_url")
+            or os.environ.get("OPENAI_BASE_URL")
+            or os.environ.get("OPENAI_API_BASE")
+            or DEFAULT_API_BASE
+        )
+        self.url = base.rstrip("/") + "/chat/completions"
+        self.headers = {"Content-Type": "application/json"}
+        key = client.get("api_key") or os.environ.get("OPENAI_API_KEY")
+        if key:
+            self.headers["Authorization"] = f"Bearer {key}"
+        self.headers.update(client.get("headers") or {})
+        self.headers.update(client.get("extra_headers") or {})
+        self.timeout = client.get("timeout", DEFAULT_TIMEOUT)
+
+    @classmethod
+    def admit(
+        cls,
+        model: str,
+        messages: Sequence[Mapping[str, Any]],
+        kwargs: dict[str, Any],
+        priced: bool = True,
+    ) -> Outgoing:
+        """Check the request and let it go out under ``max_budget`` (BudgetExceededError if it
+        may not)."""
+        _check_request(model, messages)
+        if priced:
+            costs.require_price(model)  # a call whose cost could not be accounted for is not sent
+        held = GLOBAL_SPEND.admit(model, messages, kwargs.get("max_tokens"))
+        return cls(model, list(messages), kwargs, priced, held)
+
+    def charger(self, on_cost: Callable[[Decimal], Any] | None) -> Callable[[Decimal], Any]:
+        """What records the call's cost: in the global total, then handed to ``on_cost``."""
+
+        def charge(amount: Decimal) -> Any:
+            GLOBAL_SPEND.settle(self.held, amount)
+            return on_cost(amount) if on_cost is not None else None
+
+        return charge
+
+    def release(self) -> None:
+        """Free what the call held against ``max_budget`` (it failed)."""
+        GLOBAL_SPEND.release(self.held)
+
+    def response(self, data: Any) -> ModelResponse:
+        """The response object of a JSON answer (checked), with usage counted if it has none."""
+        if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
+            raise MalformedResponseError(
+                f"{self.url} answered without a list of choices: {str(data)[:200]}"
+            )
+        response = ModelResponse(data)
+        if response.get("usage") is None:
+            response.usage = _counted_usage(self.model, self.messages, response)
+        return response
+
+    def cost_of(self, response: ModelResponse) -> Decimal:
+        return costs.response_cost(response, default_model=self.model)[1] if self.priced else ZERO
+
+    def refusal(self, status: int, text: str, error: Any) -> APIError:
+        """The error for an answer with a failing status."""
+        return APIError(
+            f"{self.url} answered {status}: {_error_text(error, text)}",
+            status_code=status,
+            body=text,
+        )
+
+    def not_json(self, status: int, text: str) -> MalformedResponseError:
+        return MalformedResponseError(
+            f"{self.url} answered {status} with a body that is not JSON: {text[:200]!r}",
+            status_code=status,
+            body=text,
+        )
 
 
 def _check_request(model: object, messages: object) -> None:
@@ -194,70 +277,49 @@ def _check_request(model: object, messages: object) -> None:
             raise InvalidInputError(f"each message needs a role, got {message!r}")
 
 
-def _send(body: dict[str, Any], client: dict[str, Any], *, stream: bool = False) -> Any:
+def _send(call: Outgoing) -> Any:
     """POST the request; the reply once it has answered with a success status."""
     import requests
 
-    base = (
-        client.get("api_base")
-        or client.get("base_url")
-        or os.environ.get("OPENAI_BASE_URL")
-        or os.environ.get("OPENAI_API_BASE")
-        or DEFAULT_API_BASE
-    )
-    url = base.rstrip("/") + "/chat/completions"
-    headers = {"Content-Type": "application/json"}
-    key = client.get("api_key") or os.environ.get("OPENAI_API_KEY")
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    headers.update(client.get("headers") or {})
-    headers.update(client.get("extra_headers") or {})
-    timeout = client.get("timeout", DEFAULT_TIMEOUT)
     try:
-        reply = requests.post(url, json=body, headers=headers, timeout=timeout, stream=stream)
+        reply = requests.post(
+            call.url, json=call.body, headers=call.headers, timeout=call.timeout, stream=call.stream
+        )
     except requests.Timeout as exc:
-        raise APITimeoutError(f"{url} did not answer within {timeout} s") from exc
+        raise APITimeoutError(f"{call.url} did not answer within {call.timeout} s") from exc
     except requests.RequestException as exc:
-        raise APIConnectionError(f"cannot reach {url}: {exc}") from exc
+        raise APIConnectionError(f"cannot reach {call.url}: {exc}") from exc
     if reply.status_code >= 400:
-        raise APIError(
-            f"{url} answered {reply.status_code}: {_error_text(reply)}",
-            status_code=reply.status_code,
-            body=reply.text,
+        raise call.refusal(
+            reply.status_code, reply.text or reply.reason or "", json_body(reply.text)
         )
     return reply
 
 
-def _post(body: dict[str, Any], client: dict[str, Any]) -> dict[str, Any]:
-    reply = _send(body, client)
-    url = reply.url
+def _post(call: Outgoing) -> Any:
+    reply = _send(call)
     try:
-        data = reply.json()
+        return reply.json()
     except ValueError:
-        raise MalformedResponseError(
-            f"{url} answered {reply.status_code} with a body that is not JSON: {reply.text[:200]!r}",
-            status_code=reply.status_code,
-            body=reply.text,
-        ) from None
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise MalformedResponseError(
-            f"{url} answered without a list of choices: {str(data)[:200]}",
-            status_code=reply.status_code,
-            body=reply.text,
-        )
-    return data
+        raise call.not_json(reply.status_code, reply.text) from None
 
 
-def _error_text(reply: Any) -> str:
+def json_body(text: str) -> Any:
+    """``text`` read as JSON, or None."""
     try:
-        error = reply.json().get("error")
-        if isinstance(error, dict) and error.get("message"):
-            return str(error["message"])
-        if error:
-            return str(error)
-    except (ValueError, AttributeError):
-        pass
-    return reply.text[:300] or reply.reason or "no body"
+        return json.loads(text)
+    except ValueError:
+        return None
+
+
+def _error_text(data: Any, text: str) -> str:
+    """What a failing answer says went wrong."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if isinstance(error, dict) and error.get("message"):
+        return str(error["message"])
+    if error:
+        return str(error)
+    return text[:300] or "no body"
 
 
 def _counted_usage(

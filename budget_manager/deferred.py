@@ -12,7 +12,7 @@ import threading
 import uuid
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from .errors import (
     BudgetExceededError,
@@ -21,29 +21,12 @@ from .errors import (
     UnknownHoldError,
     UnknownUserError,
 )
-from .ledger import Outcome
 from .money import to_text
+from .operations import Call, Flow
 from .records import HoldRecord, UserRecord, hold_from_json, hold_to_json, loads
 from .stores.outbox import Outbox, Refused, default_dir, outbox_path
 
 logger = logging.getLogger("budget_manager")
-
-
-class Recorder(Protocol):
-    """The two operations a kept cost is delivered with."""
-
-    def charge(
-        self, user: str, model: str | None, amount: Decimal, *, key: str | None = None
-    ) -> Outcome: ...
-
-    def settle(
-        self,
-        hold_id: str,
-        amount: Decimal,
-        model: str | None = None,
-        *,
-        known: HoldRecord | None = None,
-    ) -> Outcome: ...
 
 
 class DeferredCosts:
@@ -110,18 +93,32 @@ class DeferredCosts:
                 estimated.current_cost += Decimal(entry["cost"])
         return estimated
 
-    def deliver(self, recorder: Recorder) -> int:
-        """Send what is kept (if anything may be); how many are still kept. Stops, keeping the
-        rest, at the first that the store cannot take now."""
+    def deliver(self) -> Flow[int]:
+        """Send what is kept (a flow of ledger calls; nothing when nothing may be kept); how many
+        are still kept. Stops, keeping the rest, at the first that the store cannot take now."""
         if not self._waiting:
             return 0
-        with self._lock:
+        if not self._lock.acquire(blocking=False):
+            return self.pending()  # another thread or task of this process is delivering
+        try:
+            delivered: list[str] = []
+            refused: dict[str, Refused] = {}
             try:
-                left = self.outbox.deliver(lambda entry: _send(recorder, entry))
+                for entry in self.outbox.pending():
+                    try:
+                        yield from _send(entry)
+                    except Refused as refusal:
+                        refused[entry["key"]] = refusal
+                    else:
+                        delivered.append(entry["key"])
             except StoreUnavailableError:
-                return self.pending()
+                pass
+            finally:
+                left = self.outbox.settle(delivered, refused)
             self._waiting = left > 0
             return left
+        finally:
+            self._lock.release()
 
     def pending(self) -> int:
         """How many costs are kept, undelivered."""
@@ -151,15 +148,15 @@ class DeferredCosts:
         return answer
 
 
-def _send(recorder: Recorder, entry: dict[str, Any]) -> None:
+def _send(entry: dict[str, Any]) -> Flow[None]:
     """Deliver one kept cost: Refused when the store will never take it."""
     try:
         amount = Decimal(str(entry["cost"]))
         if entry.get("kind") == "settle":
             known = hold_from_json(loads(json.dumps(entry["hold"])))
-            recorder.settle(entry["key"], amount, entry.get("model"), known=known)
+            yield Call("settle", (entry["key"], amount, entry.get("model")), {"known": known})
         else:
-            recorder.charge(entry["user"], entry.get("model"), amount, key=entry["key"])
+            yield Call("charge", (entry["user"], entry.get("model"), amount), {"key": entry["key"]})
     except (UnknownUserError, UnknownHoldError, InvalidInputError, BudgetExceededError) as exc:
         raise Refused(str(exc), getattr(exc, "status", None)) from exc
     except (KeyError, TypeError, ArithmeticError) as exc:

@@ -1,43 +1,33 @@
-"""A hold on a budget, as ``BudgetManager.reserve`` hands it out."""
+"""Holds as ``reserve`` hands them out: :class:`Hold` from ``BudgetManager.reserve``,
+:class:`AsyncHold` (with :class:`Reservation`) from ``AsyncBudgetManager.reserve``."""
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Awaitable, Coroutine, Generator
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from .operations import adrive, drive
 from .records import HoldRecord
 
 if TYPE_CHECKING:
+    from .async_manager import AsyncBudgetManager
     from .manager import BudgetManager
+    from .manager_flows import ManagerFlows, Taken
 
-logger = logging.getLogger("budget_manager")
 
+class HoldBase:
+    """What a hold is: the money set aside, for whom, until when, and how it ended."""
 
-class Hold:
-    """Money set aside on a user's budget (and its ancestors') until the call's cost is known.
-
-    ``settle(...)`` records the actual cost and frees the rest; ``release()`` frees it all and
-    records nothing. As a context manager, an exception inside the block releases it, and leaving
-    the block without settling records the held amount (spend is never under-counted).
-    """
-
-    def __init__(
-        self,
-        manager: BudgetManager,
-        record: HoldRecord,
-        max_tokens: int | None = None,
-        *,
-        detached: bool = False,
-    ) -> None:
+    def __init__(self, manager: ManagerFlows, taken: Taken) -> None:
         self._manager = manager
-        self.record = record
+        self.record: HoldRecord = taken.record
         #: taken while the store was unreachable (``on_store_error="open"``): it holds nothing,
         #: and its settle is a charge
-        self.detached = detached
+        self.detached = taken.detached
         #: the ``max_tokens`` to send: the one given, or with ``max_tokens="fit"`` the largest
         #: whose worst case the budget could still hold
-        self.max_tokens = max_tokens
+        self.max_tokens = taken.max_tokens
         #: the cost a settle recorded (None until settled)
         self.cost: float | None = None
         self.released = False
@@ -64,6 +54,28 @@ class Hold:
         """When the hold stops holding (epoch seconds); it can still be settled after."""
         return self.record.expires_at
 
+    @property
+    def done(self) -> bool:
+        """Whether it was settled or released."""
+        return self.cost is not None or self.released
+
+    def __repr__(self) -> str:
+        state = "settled" if self.cost is not None else "released" if self.released else "open"
+        return (
+            f"{type(self).__name__}({self.id!r}, user={self.user!r}, amount={self.amount}, {state})"
+        )
+
+
+class Hold(HoldBase):
+    """Money set aside on a user's budget (and its ancestors') until the call's cost is known.
+
+    ``settle(...)`` records the actual cost and frees the rest; ``release()`` frees it all and
+    records nothing. As a context manager, an exception inside the block releases it, and leaving
+    the block without settling records the held amount (spend is never under-counted).
+    """
+
+    _manager: BudgetManager
+
     def settle(
         self,
         completion_obj: Any = None,
@@ -74,18 +86,14 @@ class Hold:
         """Record the call's actual cost (``cost``, or priced from ``completion_obj``; the held
         amount when given neither) and free the rest. Settling again changes nothing and returns
         the same cost."""
-        self.cost = self._manager._settle(self, completion_obj, cost, model)
+        manager = self._manager
+        self.cost = drive(manager._ops, manager._settle_hold(self, completion_obj, cost, model))
         return self.cost
 
     def release(self) -> None:
         """Free the hold without recording a cost."""
-        self._manager._release(self)
+        drive(self._manager._ops, self._manager._release_hold(self))
         self.released = True
-
-    @property
-    def done(self) -> bool:
-        """Whether it was settled or released."""
-        return self.cost is not None or self.released
 
     def __enter__(self) -> Hold:
         return self
@@ -98,6 +106,60 @@ class Hold:
         else:
             self.settle()
 
-    def __repr__(self) -> str:
-        state = "settled" if self.cost is not None else "released" if self.released else "open"
-        return f"Hold({self.id!r}, user={self.user!r}, amount={self.amount}, {state})"
+
+class AsyncHold(HoldBase):
+    """:class:`Hold` for asyncio: ``await hold.settle(...)``, ``await hold.release()``, and
+    ``async with`` (an exception inside the block releases it; leaving it unsettled records the
+    held amount)."""
+
+    _manager: AsyncBudgetManager
+
+    async def settle(
+        self,
+        completion_obj: Any = None,
+        *,
+        cost: float | Decimal | None = None,
+        model: str | None = None,
+    ) -> float:
+        """As :meth:`Hold.settle`."""
+        manager = self._manager
+        self.cost = await adrive(
+            manager._ops, manager._settle_hold(self, completion_obj, cost, model)
+        )
+        return self.cost
+
+    async def release(self) -> None:
+        """Free the hold without recording a cost."""
+        await adrive(self._manager._ops, self._manager._release_hold(self))
+        self.released = True
+
+    async def __aenter__(self) -> AsyncHold:
+        return self
+
+    async def __aexit__(self, kind: object, error: object, trace: object) -> None:
+        if self.done:
+            return
+        if kind is not None:
+            await self.release()
+        else:
+            await self.settle()
+
+
+class Reservation(Awaitable[AsyncHold]):
+    """What ``AsyncBudgetManager.reserve`` returns: ``hold = await bm.reserve(...)``, or
+    ``async with bm.reserve(...) as hold:`` (settled or released as the block ends)."""
+
+    def __init__(self, taking: Coroutine[Any, Any, AsyncHold]) -> None:
+        self._taking = taking
+        self._hold: AsyncHold | None = None
+
+    def __await__(self) -> Generator[Any, None, AsyncHold]:
+        return self._taking.__await__()
+
+    async def __aenter__(self) -> AsyncHold:
+        self._hold = await self._taking
+        return self._hold
+
+    async def __aexit__(self, kind: object, error: object, trace: object) -> None:
+        if self._hold is not None:
+            await self._hold.__aexit__(kind, error, trace)

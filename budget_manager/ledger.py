@@ -40,6 +40,7 @@ from .errors import (
     UnknownUserError,
 )
 from .events import Alert
+from .history import HistoryEvent
 from .money import ZERO
 from .records import MAX_MODELS, HoldRecord, UserRecord
 from .windows import Window, window_of
@@ -75,19 +76,22 @@ class LedgerState(Protocol):
 
 class Changes:
     """What an operation asks the store to persist, all or nothing: records (None: delete),
-    holds, and the idempotency key (with its request's fingerprint) to remember."""
+    holds, the idempotency key (with its request's fingerprint) to remember, and the history
+    events of the change."""
 
-    __slots__ = ("holds", "key", "records")
+    __slots__ = ("events", "holds", "key", "records")
 
     def __init__(
         self,
         records: dict[str, UserRecord | None] | None = None,
         holds: dict[str, HoldRecord] | None = None,
         key: tuple[str, str] | None = None,
+        events: list[HistoryEvent] | None = None,
     ) -> None:
         self.records: dict[str, UserRecord | None] = {} if records is None else records
         self.holds: dict[str, HoldRecord] = {} if holds is None else holds
         self.key = key
+        self.events: list[HistoryEvent] = [] if events is None else events
 
     def __bool__(self) -> bool:
         return bool(self.records or self.holds or self.key)
@@ -151,7 +155,9 @@ def as_of(record: UserRecord, now: float) -> UserRecord:
 
 
 # -- budgets -------------------------------------------------------------------------------------
-def put(state: LedgerState, user: str, record: UserRecord) -> tuple[Outcome, Changes | None]:
+def put(
+    state: LedgerState, user: str, record: UserRecord, now: float
+) -> tuple[Outcome, Changes | None]:
     """Create or replace ``user``'s budget, refusing a missing parent, a cycle or a hierarchy
     deeper than :data:`MAX_LEVELS`."""
     check_names(user, record)
@@ -175,7 +181,8 @@ def put(state: LedgerState, user: str, record: UserRecord) -> tuple[Outcome, Cha
             f"budget {user!r} would sit {depth + below - 1} levels deep; at most {MAX_LEVELS} "
             "levels (a user and three ancestors) are allowed"
         )
-    return Outcome(record), Changes(records={user: record})
+    event = _event(now, "create", user, record, amount=record.total_budget)
+    return Outcome(record), Changes(records={user: record}, events=[event])
 
 
 def check_names(user: str, record: UserRecord) -> None:
@@ -214,7 +221,7 @@ def _height(state: LedgerState, user: str, limit: int = MAX_LEVELS + 1) -> int:
     return 1 + tallest
 
 
-def delete(state: LedgerState, user: str) -> tuple[Outcome, Changes | None]:
+def delete(state: LedgerState, user: str, now: float) -> tuple[Outcome, Changes | None]:
     """Remove ``user``'s budget, unless others name it as their parent."""
     if state.record(user) is None:
         return Outcome(None, replayed=True), NO_CHANGES
@@ -222,10 +229,10 @@ def delete(state: LedgerState, user: str) -> tuple[Outcome, Changes | None]:
     if children:
         shown = ", ".join(repr(c) for c in children[:5]) + (", ..." if len(children) > 5 else "")
         raise HierarchyError(f"budget {user!r} is the parent of {shown}; delete or move them first")
-    return Outcome(None), Changes(records={user: None})
+    return Outcome(None), Changes(records={user: None}, events=[HistoryEvent(now, "delete", user)])
 
 
-def reset(state: LedgerState, user: str) -> tuple[Outcome, Changes | None]:
+def reset(state: LedgerState, user: str, now: float) -> tuple[Outcome, Changes | None]:
     """Zero ``user``'s spend and per-model breakdown (its ancestors keep theirs)."""
     current = state.record(user)
     if current is None:
@@ -233,10 +240,12 @@ def reset(state: LedgerState, user: str) -> tuple[Outcome, Changes | None]:
     record = current.copy()
     record.current_cost = ZERO
     record.model_cost = None
-    return Outcome(record), Changes(records={user: record})
+    start = record.last_updated_at if record.period is not None else None
+    event = HistoryEvent(now, "reset", user, window_start=start)
+    return Outcome(record), Changes(records={user: record}, events=[event])
 
 
-def roll(state: LedgerState, levels: Sequence[Level]) -> tuple[Outcome, Changes | None]:
+def roll(state: LedgerState, levels: Sequence[Level], now: float) -> tuple[Outcome, Changes | None]:
     """Start each budget's window if it is newer than its current period."""
     changes = Changes()
     rolled = []
@@ -252,6 +261,7 @@ def roll(state: LedgerState, levels: Sequence[Level]) -> tuple[Outcome, Changes 
         record = current.copy()
         if _advance(record, window):
             changes.records[user] = record
+            changes.events.append(_event(now, "roll", user, record))
             rolled.append(user)
         if first is None:
             first = record
@@ -269,6 +279,7 @@ def charge(
     key: str | None = None,
     thresholds: Sequence[Decimal] = (),
     max_models: int = MAX_MODELS,
+    tokens: dict[str, int] | None = None,
 ) -> tuple[Outcome, Changes | None]:
     """Add ``amount`` to the spend of every level (and to ``model``'s share), in each level's
     window. With ``limit_check``, refuse (BudgetExceededError) unless it fits at every level."""
@@ -291,7 +302,8 @@ def charge(
             _crossings(name, record, thresholds, alerts)
         changed[name] = record
     outcome = Outcome(records[0], None, rolled, tuple(alerts))
-    return outcome, Changes(changed, None, None if key is None else (key, fingerprint))
+    event = _event(now, "charge", user, records[0], model, amount, tokens=tokens)
+    return outcome, Changes(changed, None, None if key is None else (key, fingerprint), [event])
 
 
 def hold(
@@ -329,7 +341,8 @@ def hold(
         created_at=now,
         model=model,
     )
-    changes = Changes(holds={hold_id: taken})
+    event = _event(now, "hold", user, records[0], model, amount=amount, hold_id=hold_id)
+    changes = Changes(holds={hold_id: taken}, events=[event])
     for record, (name, _) in zip(records, levels, strict=True):
         if name in rolled:
             changes.records[name] = record
@@ -344,6 +357,8 @@ def settle(
     thresholds: Sequence[Decimal] = (),
     known: HoldRecord | None = None,
     max_models: int = MAX_MODELS,
+    now: float = 0.0,
+    tokens: dict[str, int] | None = None,
 ) -> tuple[Outcome, Changes | None]:
     """Record the actual ``amount`` of a hold and free it. It counts at each level whose budget is
     still in the period the hold was taken in. ``known`` stands in for a hold the store no longer
@@ -370,10 +385,14 @@ def settle(
             first = current
     done = dataclasses.replace(taken, state="settled", settled=amount, model=model or taken.model)
     changes.holds[hold_id] = done
+    start = taken.levels[0][1] if taken.levels else None
+    changes.events.append(
+        HistoryEvent(now, "settle", taken.user, done.model, amount, None, tokens, hold_id, start)
+    )
     return Outcome(first, hold=done, alerts=tuple(alerts)), changes
 
 
-def release(state: LedgerState, hold_id: str) -> tuple[Outcome, Changes | None]:
+def release(state: LedgerState, hold_id: str, now: float) -> tuple[Outcome, Changes | None]:
     """Free a hold, recording nothing; a hold already settled or released is left as it is."""
     taken = state.hold(hold_id)
     if taken is None:
@@ -381,10 +400,47 @@ def release(state: LedgerState, hold_id: str) -> tuple[Outcome, Changes | None]:
     if taken.state != "open":
         return Outcome(state.record(taken.user), hold=taken, replayed=True), NO_CHANGES
     done = dataclasses.replace(taken, state="released")
-    return Outcome(state.record(taken.user), hold=done), Changes(holds={hold_id: done})
+    start = taken.levels[0][1] if taken.levels else None
+    event = HistoryEvent(
+        now, "release", taken.user, taken.model, ZERO, taken.amount, None, hold_id, start
+    )
+    return Outcome(state.record(taken.user), hold=done), Changes(
+        holds={hold_id: done}, events=[event]
+    )
 
 
 # -- the parts -----------------------------------------------------------------------------------
+def _event(
+    now: float,
+    kind: str,
+    user: str,
+    record: UserRecord,
+    model: str | None = None,
+    cost: Decimal = ZERO,
+    *,
+    amount: Decimal | None = None,
+    tokens: dict[str, int] | None = None,
+    hold_id: str | None = None,
+) -> HistoryEvent:
+    """The history event of a change to ``user``'s budget, in the period ``record`` is in.
+    (Settles, releases and resets record only the start of their period, which is all a store
+    that computes no calendar knows of it; deletes record none.)"""
+    if record.period is None:
+        return HistoryEvent(now, kind, user, model, cost, amount, tokens, hold_id)
+    return HistoryEvent(
+        now,
+        kind,
+        user,
+        model,
+        cost,
+        amount,
+        tokens,
+        hold_id,
+        record.last_updated_at,
+        record.period_end(),
+    )
+
+
 def _verified(
     state: LedgerState, levels: Sequence[Level]
 ) -> tuple[list[UserRecord], tuple[str, ...]]:

@@ -12,16 +12,18 @@ asyncio layer runs the very same generators against an asyncio store.
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Sequence
 from decimal import Decimal
-from typing import Any, NamedTuple, Protocol, TypeVar
+from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar
 
 from . import money, names
 from .errors import InvalidInputError, StoreError, UnknownHoldError, UnknownUserError
 from .events import Event, EventKind, Listener
+from .history import HistoryEvent, check_limit
 from .ledger import MAX_LEVELS, ChainChanged, Level, Outcome
 from .records import HoldRecord, UserRecord
 from .stores.base import BudgetStore
@@ -29,6 +31,9 @@ from .windows import window_of
 
 logger = logging.getLogger("budget_manager")
 T = TypeVar("T")
+R = TypeVar("R")
+S = TypeVar("S")
+P = ParamSpec("P")
 Clock = Callable[[], float]
 
 #: How often an operation is computed again when the hierarchy changed while it ran.
@@ -49,6 +54,14 @@ class Ledger(Protocol):
     def users(self) -> list[str]: ...
     def records(self) -> dict[str, UserRecord]: ...
     def holds(self, user: str | None = None) -> list[HoldRecord]: ...
+    def history(
+        self,
+        user: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[HistoryEvent]: ...
     def available(self, user: str) -> Decimal: ...
     def put(self, user: str, record: UserRecord) -> UserRecord: ...
     def delete(self, user: str) -> bool: ...
@@ -75,6 +88,77 @@ class Call(NamedTuple):
 
 
 Flow = Generator[Call, Any, T]
+
+
+def drive(target: Any, flow: Flow[T]) -> T:
+    """Run ``flow`` to its end, making each call it asks for on ``target`` and sending it the
+    result (or throwing in the exception: the flow decides what a failure means)."""
+    try:
+        call = next(flow)
+        while True:
+            try:
+                kwargs = call.kwargs
+                method = getattr(target, call.method)
+                result = method(*call.args, **kwargs) if kwargs else method(*call.args)
+            except Exception as exc:
+                call = flow.throw(exc)
+            else:
+                call = flow.send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+async def adrive(target: Any, flow: Flow[T]) -> T:
+    """:func:`drive` for a ``target`` whose methods are coroutines."""
+    try:
+        call = next(flow)
+        while True:
+            try:
+                kwargs = call.kwargs
+                method = getattr(target, call.method)
+                result = await (method(*call.args, **kwargs) if kwargs else method(*call.args))
+            except Exception as exc:
+                call = flow.throw(exc)
+            else:
+                call = flow.send(result)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+
+
+def blocking(
+    flow: Callable[Concatenate[S, P], Flow[R]], target: str = "_ops"
+) -> Callable[Concatenate[S, P], R]:
+    """The synchronous method that runs ``flow`` against the object in attribute ``target``
+    (named as the flow is, without its leading underscore, with its docstring)."""
+
+    def method(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        return drive(getattr(self, target), flow(self, *args, **kwargs))
+
+    _adopt(method, flow)
+    return method
+
+
+def awaiting(
+    flow: Callable[Concatenate[S, P], Flow[R]], target: str = "_ops"
+) -> Callable[Concatenate[S, P], Coroutine[Any, Any, R]]:
+    """The coroutine method that runs ``flow`` with ``await`` against the object in attribute
+    ``target`` (opened first by ``self._ready()`` while that attribute is None)."""
+
+    async def method(self: S, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        on = getattr(self, target)
+        if on is None:
+            await self._ready()  # type: ignore[attr-defined]
+            on = getattr(self, target)
+        return await adrive(on, flow(self, *args, **kwargs))
+
+    _adopt(method, flow)
+    return method
+
+
+def _adopt(method: Any, flow: Any) -> None:
+    functools.update_wrapper(method, flow)
+    method.__name__ = flow.__name__.lstrip("_")
+    method.__qualname__ = method.__name__
 
 
 class Announcer:
@@ -192,14 +276,14 @@ class Flows(Announcer):
         if record.parent is not None:
             names.check(record.parent, "parent")
         record.total_budget = money.rounded(record.total_budget)
-        stored: UserRecord = yield Call("put", (user, record))
+        stored: UserRecord = yield Call("put", (user, record, self.clock()))
         self.forget()
         self.announce("create", user, self.clock(), Outcome(stored), amount=record.total_budget)
         return stored
 
     def delete(self, user: str) -> Flow[bool]:
         names.check(user, "user")
-        existed: bool = yield Call("delete", (user,))
+        existed: bool = yield Call("delete", (user, self.clock()))
         self.forget()
         if existed:
             self.announce("delete", user, self.clock())
@@ -224,7 +308,7 @@ class Flows(Announcer):
             user,
             now,
             "charge",
-            (model, amount, now, limit_check, key, self.thresholds),
+            (model, amount, now, limit_check, key, self.thresholds, tokens),
         )
         if self.listeners:
             self.announce("charge", user, now, outcome, amount=amount, model=model, tokens=tokens)
@@ -270,12 +354,17 @@ class Flows(Announcer):
         amount = money.rounded(money.to_money(amount, "cost"))
         if model is not None:
             names.check_model(model)
+        now = self.clock()
         try:  # the store has the hold, mostly: ``known`` need not travel
-            outcome: Outcome = yield Call("settle", (hold_id, amount, model, self.thresholds))
+            outcome: Outcome = yield Call(
+                "settle", (hold_id, amount, model, self.thresholds, None, now, tokens)
+            )
         except UnknownHoldError:
             if known is None:
                 raise
-            outcome = yield Call("settle", (hold_id, amount, model, self.thresholds, known))
+            outcome = yield Call(
+                "settle", (hold_id, amount, model, self.thresholds, known, now, tokens)
+            )
         hold = outcome.hold
         if hold is not None and not outcome.replayed and amount > hold.amount:
             logger.warning(
@@ -289,7 +378,7 @@ class Flows(Announcer):
         self.announce(
             "settle",
             user,
-            self.clock(),
+            now,
             outcome,
             amount=amount,
             model=model or (hold.model if hold is not None else None),
@@ -301,15 +390,17 @@ class Flows(Announcer):
     def release(self, hold_id: str) -> Flow[Outcome]:
         """Free a hold without recording a cost."""
         names.check(hold_id, "hold_id")
-        outcome: Outcome = yield Call("release", (hold_id,))
+        now = self.clock()
+        outcome: Outcome = yield Call("release", (hold_id, now))
         user = outcome.hold.user if outcome.hold is not None else ""
-        self.announce("release", user, self.clock(), outcome, hold_id=hold_id)
+        self.announce("release", user, now, outcome, hold_id=hold_id)
         return outcome
 
     def reset(self, user: str) -> Flow[UserRecord]:
         names.check(user, "user")
-        outcome: Outcome = yield Call("reset", (user,))
-        self.announce("reset", user, self.clock(), outcome)
+        now = self.clock()
+        outcome: Outcome = yield Call("reset", (user, now))
+        self.announce("reset", user, now, outcome)
         assert outcome.record is not None
         return outcome.record
 
@@ -317,7 +408,7 @@ class Flows(Announcer):
         """Start the user's current period (and its ancestors') if the last one has ended."""
         names.check(user, "user")
         now = self.clock()
-        outcome: Outcome = yield from self._leveled(user, now, "roll", ())
+        outcome: Outcome = yield from self._leveled(user, now, "roll", (now,))
         if outcome.rolled:
             self.announce("roll", user, now, outcome)
         return outcome.record
@@ -329,6 +420,24 @@ class Flows(Announcer):
         now = self.clock()
         found: list[HoldRecord] = yield Call("holds", (user,))
         return [h for h in found if h.holds_at(now)]
+
+    def history(
+        self,
+        user: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> Flow[list[HistoryEvent]]:
+        """The store's history events that match, oldest first (the latest ``limit`` of them)."""
+        if user is not None:
+            names.check(user, "user")
+        if model is not None:
+            names.check_model(model)
+        found: list[HistoryEvent] = yield Call(
+            "history", (user, model, since, until, check_limit(limit))
+        )
+        return found
 
     def available(self, user: str) -> Flow[Decimal]:
         """What the user could hold now: the least any budget of its chain has left after its
@@ -354,7 +463,7 @@ class Flows(Announcer):
         count = 0
         for user, record in records.items():
             if record.is_due(now):
-                outcome: Outcome = yield Call("roll", (((user, window_of(record, now)),),))
+                outcome: Outcome = yield Call("roll", (((user, window_of(record, now)),), now))
                 count += len(outcome.rolled)
                 if outcome.rolled:
                     self.announce("roll", user, now, outcome)
@@ -376,20 +485,7 @@ class Operations:
 
     def run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` to its end, making the store calls it asks for."""
-        store = self.store
-        try:
-            call = next(flow)
-            while True:
-                try:
-                    kwargs = call.kwargs
-                    method = getattr(store, call.method)
-                    result = method(*call.args, **kwargs) if kwargs else method(*call.args)
-                except Exception as exc:  # the flow decides what a failure means
-                    call = flow.throw(exc)
-                else:
-                    call = flow.send(result)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return drive(self.store, flow)
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(event)`` after every change made through this layer."""
@@ -407,6 +503,9 @@ class Operations:
 
     def holds(self, user: str | None = None) -> list[HoldRecord]:
         return self.run(self.flows.holds(user))
+
+    def history(self, *args: Any) -> list[HistoryEvent]:
+        return self.run(self.flows.history(*args))
 
     def available(self, user: str) -> Decimal:
         return self.run(self.flows.available(user))
@@ -466,20 +565,7 @@ class AsyncOperations:
 
     async def run(self, flow: Flow[T]) -> T:
         """Drive ``flow`` to its end, awaiting the store calls it asks for."""
-        store = self.store
-        try:
-            call = next(flow)
-            while True:
-                try:
-                    kwargs = call.kwargs
-                    method = getattr(store, call.method)
-                    result = await (method(*call.args, **kwargs) if kwargs else method(*call.args))
-                except Exception as exc:  # the flow decides what a failure means
-                    call = flow.throw(exc)
-                else:
-                    call = flow.send(result)
-        except StopIteration as done:
-            return done.value  # type: ignore[no-any-return]
+        return await adrive(self.store, flow)
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(event)`` after every change made through this layer."""
@@ -499,6 +585,9 @@ class AsyncOperations:
 
     async def holds(self, user: str | None = None) -> list[HoldRecord]:
         return await self.run(self.flows.holds(user))
+
+    async def history(self, *args: Any) -> list[HistoryEvent]:
+        return await self.run(self.flows.history(*args))
 
     async def available(self, user: str) -> Decimal:
         return await self.run(self.flows.available(user))

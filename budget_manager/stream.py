@@ -1,11 +1,14 @@
-"""A streamed chat completion: chunks as they arrive, the call's cost counted when it ends."""
+"""A streamed chat completion: chunks as they arrive, the call's cost counted when it ends;
+:class:`CompletionStream` for ``completion()``, :class:`AsyncCompletionStream` for
+``acompletion()``."""
 
 from __future__ import annotations
 
 import contextlib
+import inspect
 import json
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from decimal import Decimal
 from typing import Any
 
@@ -15,54 +18,23 @@ from .money import ZERO
 from .response import ModelResponse
 
 
-class CompletionStream(Iterator[ModelResponse]):
-    """Iterate for the chunks (``chunk.choices[0].delta.content``). The call's cost is charged
-    once, when the stream is exhausted or closed (``close()``, ``with``, or early ``break`` then
-    garbage collection); ``text`` is what has arrived so far."""
+class _Chunks:
+    """The chunks of one stream so far, read from its server-sent events, and its cost."""
 
     def __init__(
-        self,
-        reply: Any,
-        model: str,
-        messages: list[Mapping[str, Any]],
-        charge: Callable[[Decimal], None],
-        priced: bool = True,
+        self, url: str, model: str, messages: list[Mapping[str, Any]], priced: bool
     ) -> None:
         self.model = model
         self.chunks: list[ModelResponse] = []
+        #: what the call cost, once the stream ended or was closed (None before)
         self.cost: float | None = None
-        self._reply = reply
+        self._url = url
         self._messages = messages
-        self._charge = charge
         self._priced = priced
-        self._lines = reply.iter_lines(decode_unicode=True)
-        self._lock = threading.Lock()
         self._done = False
 
-    def __iter__(self) -> CompletionStream:
-        return self
-
-    def __next__(self) -> ModelResponse:
-        if self._done:
-            raise StopIteration
-        try:
-            for line in self._lines:
-                chunk = self._parse(line)
-                if chunk is not None:
-                    self.chunks.append(chunk)
-                    return chunk
-                if self._done:
-                    break
-        except OSError as exc:
-            self.close()
-            raise APIConnectionError(f"the stream from {self._reply.url} broke: {exc}") from exc
-        except Exception:
-            self.close()
-            raise
-        self.close()
-        raise StopIteration
-
     def _parse(self, line: str | bytes | None) -> ModelResponse | None:
+        """The chunk an event line carries (None for other lines; ``[DONE]`` ends the stream)."""
         if not line:
             return None
         text = line.decode() if isinstance(line, bytes) else line
@@ -76,11 +48,16 @@ class CompletionStream(Iterator[ModelResponse]):
             data = json.loads(payload)
         except ValueError:
             raise MalformedResponseError(
-                f"{self._reply.url} streamed a chunk that is not JSON: {payload[:200]!r}"
+                f"{self._url} streamed a chunk that is not JSON: {payload[:200]!r}"
             ) from None
         if not isinstance(data, dict):
-            raise MalformedResponseError(f"{self._reply.url} streamed a non-object chunk: {data!r}")
-        return ModelResponse(data)
+            raise MalformedResponseError(f"{self._url} streamed a non-object chunk: {data!r}")
+        chunk = ModelResponse(data)
+        self.chunks.append(chunk)
+        return chunk
+
+    def _broke(self, exc: Exception) -> APIConnectionError:
+        return APIConnectionError(f"the stream from {self._url} broke: {exc}")
 
     @property
     def text(self) -> str:
@@ -93,6 +70,57 @@ class CompletionStream(Iterator[ModelResponse]):
             and isinstance(choice.delta.get("content"), str)
         )
 
+    def _final_cost(self) -> Decimal:
+        """The call's cost: from the usage the last chunk reports, else from the tokens of the
+        prompt and of the text received."""
+        if not self._priced:
+            return ZERO
+        return costs.response_cost(self.chunks, default_model=self.model, messages=self._messages)[
+            1
+        ]
+
+
+class CompletionStream(_Chunks, Iterator[ModelResponse]):
+    """Iterate for the chunks (``chunk.choices[0].delta.content``). The call's cost is charged
+    once, when the stream is exhausted or closed (``close()``, ``with``, or early ``break`` then
+    garbage collection); ``text`` is what has arrived so far."""
+
+    def __init__(
+        self,
+        reply: Any,
+        model: str,
+        messages: list[Mapping[str, Any]],
+        charge: Callable[[Decimal], None],
+        priced: bool = True,
+    ) -> None:
+        super().__init__(reply.url, model, messages, priced)
+        self._reply = reply
+        self._charge = charge
+        self._lines = reply.iter_lines(decode_unicode=True)
+        self._lock = threading.Lock()
+
+    def __iter__(self) -> CompletionStream:
+        return self
+
+    def __next__(self) -> ModelResponse:
+        if self._done:
+            raise StopIteration
+        try:
+            for line in self._lines:
+                chunk = self._parse(line)
+                if chunk is not None:
+                    return chunk
+                if self._done:
+                    break
+        except OSError as exc:
+            self.close()
+            raise self._broke(exc) from exc
+        except Exception:
+            self.close()
+            raise
+        self.close()
+        raise StopIteration
+
     def close(self) -> None:
         """Stop reading and charge the call's cost (once)."""
         with self._lock:
@@ -100,13 +128,7 @@ class CompletionStream(Iterator[ModelResponse]):
                 return
             self._done = True
             self._reply.close()
-            amount = (
-                costs.response_cost(self.chunks, default_model=self.model, messages=self._messages)[
-                    1
-                ]
-                if self._priced
-                else ZERO
-            )
+            amount = self._final_cost()
             self._charge(amount)
             self.cost = float(amount)
 
@@ -120,3 +142,86 @@ class CompletionStream(Iterator[ModelResponse]):
         if getattr(self, "cost", 0) is None:
             with contextlib.suppress(Exception):  # a finalizer must not raise
                 self.close()
+
+
+class AsyncCompletionStream(_Chunks, AsyncIterator[ModelResponse]):
+    """:class:`CompletionStream` for asyncio: ``async for chunk in stream``; the cost is
+    charged once, when the stream is exhausted or closed (``await stream.aclose()``,
+    ``async with``; a stream dropped unclosed is closed by a task on its event loop)."""
+
+    def __init__(
+        self,
+        reply: Any,
+        model: str,
+        messages: list[Mapping[str, Any]],
+        charge: Callable[[Decimal], Any],
+        priced: bool = True,
+    ) -> None:
+        super().__init__(str(reply.url), model, messages, priced)
+        self._reply = reply
+        self._charge = charge
+        import asyncio  # here: loading it costs a plain import of the package a third
+
+        self._lines = reply.aiter_lines()
+        self._lock = asyncio.Lock()
+        self._loop = asyncio.get_running_loop()
+
+    def __aiter__(self) -> AsyncCompletionStream:
+        return self
+
+    async def __anext__(self) -> ModelResponse:
+        if self._done:
+            raise StopAsyncIteration
+        try:
+            async for line in self._lines:
+                chunk = self._parse(line)
+                if chunk is not None:
+                    return chunk
+                if self._done:
+                    break
+        except OSError as exc:
+            await self.aclose()
+            raise self._broke(exc) from exc
+        except Exception as exc:
+            await self.aclose()
+            if type(exc).__module__.startswith(("httpx", "httpcore")):
+                raise self._broke(exc) from exc
+            raise
+        await self.aclose()
+        raise StopAsyncIteration
+
+    async def aclose(self) -> None:
+        """Stop reading and charge the call's cost (once)."""
+        async with self._lock:
+            if self.cost is not None:
+                return
+            self._done = True
+            await self._reply.aclose()
+            amount = self._final_cost()
+            charged = self._charge(amount)
+            if inspect.isawaitable(charged):
+                await charged
+            self.cost = float(amount)
+
+    async def __aenter__(self) -> AsyncCompletionStream:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    def __del__(self) -> None:
+        if getattr(self, "cost", 0) is None:
+            with contextlib.suppress(Exception):  # a finalizer must not raise
+                if not self._loop.is_closed():
+                    self._loop.call_soon_threadsafe(_close_later, self)
+
+
+def _close_later(stream: AsyncCompletionStream) -> None:
+    import asyncio
+
+    task = asyncio.ensure_future(stream.aclose())
+    _closing.add(task)
+    task.add_done_callback(_closing.discard)
+
+
+_closing: set[Any] = set()

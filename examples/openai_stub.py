@@ -130,6 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 class StubServer(ThreadingHTTPServer):
     daemon_threads = True
+    request_queue_size = 128  # many clients connect at once (asyncio tests)
 
     def __init__(self, port: int = 0) -> None:
         super().__init__(("127.0.0.1", port), _Handler)

@@ -1,34 +1,62 @@
 """A process of the contract suite's multi-process tests:
-python tests/contract_worker.py KIND URL MODE ARGS..."""
+python tests/contract_worker.py KIND URL API MODE ARGS... (API: sync or async)."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 import time
+from typing import Any
 
-from budget_manager import BudgetExceededError, BudgetManager
+from budget_manager import AsyncBudgetManager, BudgetExceededError, BudgetManager
 
 
-def manager(kind: str, url: str) -> BudgetManager:
+def manager(kind: str, url: str, api: str) -> Any:
+    cls: Any = BudgetManager if api == "sync" else AsyncBudgetManager
     if kind == "hosted":
-        return BudgetManager("contract", client_type="hosted", api_base=url)
-    return BudgetManager("contract", store=url)
+        return cls("contract", client_type="hosted", api_base=url)
+    return cls("contract", store=url)
+
+
+def race(bm: BudgetManager, user: str, count: int) -> None:
+    """Reserve and settle $0.01 ``count`` times, printing each settled cost."""
+    for _ in range(count):
+        try:
+            with bm.reserve(user, amount=0.01) as hold:
+                print(hold.settle(cost=0.01), flush=True)
+        except BudgetExceededError:
+            pass
+
+
+async def race_async(bm: AsyncBudgetManager, user: str, count: int) -> None:
+    async def one() -> None:
+        try:
+            async with bm.reserve(user, amount=0.01) as hold:
+                print(await hold.settle(cost=0.01), flush=True)
+        except BudgetExceededError:
+            pass
+
+    await asyncio.gather(*(one() for _ in range(count)))
 
 
 def main() -> None:
-    kind, url, mode, *args = sys.argv[1:]
-    bm = manager(kind, url)
-    if mode == "race":  # reserve and settle $0.01 N times, printing each settled cost
-        user, count = args[0], int(args[1])
-        for _ in range(count):
-            try:
-                with bm.reserve(user, amount=0.01) as hold:
-                    print(hold.settle(cost=0.01), flush=True)
-            except BudgetExceededError:
-                pass
+    kind, url, api, mode, *args = sys.argv[1:]
+    bm = manager(kind, url, api)
+    if mode == "race":
+        if api == "sync":
+            race(bm, args[0], int(args[1]))
+        else:
+            asyncio.run(race_async(bm, args[0], int(args[1])))
     elif mode == "hold-and-die":  # hold, say so, and wait to be killed
         user, amount, ttl = args[0], float(args[1]), float(args[2])
-        bm.reserve(user, amount=amount, ttl=ttl)
+        if api == "sync":
+            bm.reserve(user, amount=amount, ttl=ttl)
+        else:
+
+            async def hold() -> None:
+                await bm.reserve(user, amount=amount, ttl=ttl)
+
+            asyncio.run(hold())
         print("held", flush=True)
         time.sleep(600)
 

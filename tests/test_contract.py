@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from conftest import FakeClock, utc
-from contract import SHARED, STORES, Backend, backend
+from contract import CASES, OWN_CASES, SHARED_CASES, Backend, backend
 
 from budget_manager import (
     BudgetExceededError,
@@ -37,15 +37,25 @@ def _price() -> None:
     )
 
 
-@pytest.fixture(params=STORES)
+def _id(case: tuple[str, str]) -> str:
+    return "-".join(case)
+
+
+@pytest.fixture(params=CASES, ids=_id)
 def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with backend(request.param, tmp_path) as opened:
+    with backend(request.param[0], tmp_path, request.param[1]) as opened:
         yield opened
 
 
-@pytest.fixture(params=SHARED)
+@pytest.fixture(params=OWN_CASES, ids=_id)
+def own_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    with backend(request.param[0], tmp_path, request.param[1]) as opened:
+        yield opened
+
+
+@pytest.fixture(params=SHARED_CASES, ids=_id)
 def shared_store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
-    with backend(request.param, tmp_path) as opened:
+    with backend(request.param[0], tmp_path, request.param[1]) as opened:
         yield opened
 
 
@@ -280,7 +290,14 @@ def test_children_racing_never_overspend_their_parent(store: Backend) -> None:
 
 
 def _worker(store: Backend, *args: str) -> subprocess.Popen[str]:
-    command = [sys.executable, str(HERE / "contract_worker.py"), store.kind, store.url, *args]
+    command = [
+        sys.executable,
+        str(HERE / "contract_worker.py"),
+        store.kind,
+        store.url,
+        store.api,
+        *args,
+    ]
     return subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
 
 
@@ -315,3 +332,100 @@ def test_keyed_charges_count_once(store: Backend) -> None:
     assert bm.get_current_cost("ann") == 0.1
     with pytest.raises(InvalidInputError):
         bm._ops.charge("ann", "m", Decimal("0.2"), key="same")
+
+
+# -- history ---------------------------------------------------------------------------------------
+def test_the_history_keeps_every_change_in_order(store: Backend) -> None:
+    clock = FakeClock(utc("2024-03-10T12:00:00"))
+    bm = store.manager(clock=clock)
+    bm.create_budget(total_budget=10, user="team")
+    bm.create_budget(total_budget=5, user="ann", duration="daily", parent="team")
+    clock.advance(60)
+    bm.update_cost(user="ann", completion_obj=RESPONSE)
+    clock.advance(60)
+    hold = bm.reserve("ann", amount=0.5)
+    clock.advance(1)
+    hold.settle(cost=0.2)
+    clock.advance(60)
+    bm.reserve("ann", amount=0.1, model="m2").release()
+    bm.reset_cost("ann")
+    clock.set("2024-03-11T12:00:01")
+    bm.reset_on_duration("ann")
+    bm.create_budget(total_budget=1, user="gone")
+    bm.delete_budget("gone")
+
+    events = bm.history()
+    assert [(e.kind, e.user) for e in events] == [
+        ("create", "team"),
+        ("create", "ann"),
+        ("charge", "ann"),
+        ("hold", "ann"),
+        ("settle", "ann"),
+        ("hold", "ann"),
+        ("release", "ann"),
+        ("reset", "ann"),
+        ("roll", "ann"),
+        ("create", "gone"),
+        ("delete", "gone"),
+    ]
+    day = (utc("2024-03-10T12:00:00"), utc("2024-03-11T12:00:00"))
+    create, charge, held, settled, _, released = events[1:7]
+    assert create.amount == Decimal(5) and (create.window_start, create.window_end) == day
+    assert charge.time == utc("2024-03-10T12:01:00") and charge.model == "contract-model"
+    assert charge.cost == Decimal("0.01") and charge.tokens == {"prompt": 100}
+    assert (charge.window_start, charge.window_end) == day
+    assert held.amount == Decimal("0.5") and held.cost == 0 and held.hold_id == hold.id
+    assert settled.cost == Decimal("0.2") and settled.hold_id == hold.id
+    assert settled.time == utc("2024-03-10T12:02:01") and settled.window_start == day[0]
+    assert released.amount == Decimal("0.1") and released.cost == 0 and released.model == "m2"
+    roll = events[8]
+    assert (roll.window_start, roll.window_end) == (day[1], day[1] + 86_400)
+    assert events[2].to_dict()["cost"] == 0.01
+
+
+def test_history_filters_and_reports(store: Backend) -> None:
+    clock = FakeClock(utc("2024-03-10T12:00:00"))
+    bm = store.manager(clock=clock)
+    for user in ("ann", "bob"):
+        bm.create_budget(total_budget=100, user=user)
+    for day in range(3):
+        clock.set(f"2024-03-{10 + day}T12:00:00")
+        bm.update_cost(user="ann", completion_obj=RESPONSE)
+        bm.update_cost(user="bob", model="gpt-4o-mini", input_text="hi", output_text="there")
+        with bm.reserve("bob", amount=1) as hold:
+            hold.settle(cost=0.5)
+    clock.set("2024-03-12T18:00:00")
+    assert [e.user for e in bm.history(user="ann")] == ["ann"] * 4  # a create, three charges
+    assert {e.model for e in bm.history(model="gpt-4o-mini")} == {"gpt-4o-mini"}
+    since = bm.history(since=utc("2024-03-11T00:00:00"), until=utc("2024-03-12T00:00:00"))
+    assert [e.kind for e in since] == ["charge", "charge", "hold", "settle"]
+    assert [e.kind for e in bm.history(since="1d")] == ["charge", "charge", "hold", "settle"]
+    latest = bm.history(limit=2)
+    assert [e.kind for e in latest] == ["hold", "settle"] and bm.history(limit=0) == []
+    report = bm.spend_report(by="user")
+    assert report["ann"] == pytest.approx(3 * COST)
+    assert report["bob"] == pytest.approx(bm.get_current_cost("bob"))
+    assert bm.spend_report(since="1d", by="day") == pytest.approx(
+        {"2024-03-12": COST + report["bob"] / 3}
+    )
+    by_model = bm.spend_report(by="model")
+    assert set(by_model) == {"contract-model", "gpt-4o-mini", "(none)"}
+    with pytest.raises(InvalidInputError):
+        bm.history(since="yesterday")
+    with pytest.raises(InvalidInputError):
+        bm.spend_report(by="week")  # type: ignore[arg-type]
+
+
+def test_the_history_keeps_events_for_its_retention(own_store: Backend) -> None:
+    clock = FakeClock(utc("2024-03-01T00:00:00"))
+    bm = own_store.manager(clock=clock, history_retention="2d")
+    bm.create_budget(total_budget=1_000, user="ann")
+    for _ in range(1_100):  # past every store's pruning interval
+        clock.advance(300)
+        bm.update_cost(user="ann", completion_obj=RESPONSE)
+    bm.save_data()
+    events = bm.history()
+    newest = events[-1].time
+    assert newest == clock.now
+    assert all(e.time >= newest - 3 * 86_400 for e in events)  # whole days kept at most
+    assert len(events) >= 2 * 86_400 / 300  # the last two days are all there

@@ -63,3 +63,13 @@ def test_main_example_with_its_own_server(tmp_path):
 def test_main_example_against_a_given_endpoint(stub, tmp_path):
     out = run("main.py", tmp_path, OPENAI_BASE_URL=stub.url)
     assert f"endpoint: {stub.url}" in out
+
+
+def test_async_app_never_sends_past_a_budget(stub, tmp_path):
+    before = stub.requests
+    out = run("async_app.py", tmp_path, OPENAI_BASE_URL=stub.url).splitlines()
+    sent, requests = int(out[0].split()[0]), int(out[0].split(",")[1].split()[0])
+    assert requests == 60 and 0 < sent < 60 and stub.requests - before == sent
+    spent = {line.split()[0]: line.split()[2:5:2] for line in out[1:]}
+    for name, (used, budget) in spent.items():
+        assert 0 < float(used.lstrip("$")) <= float(budget.lstrip("$")), name

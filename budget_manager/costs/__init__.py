@@ -7,7 +7,7 @@ import os
 from collections.abc import Iterable, Mapping
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from .. import tokens
 from ..errors import InvalidInputError, UnknownModelError
@@ -96,6 +96,36 @@ def cost_per_token(
     return to_float(prompt), to_float(completion)
 
 
+class Priced(NamedTuple):
+    """A call priced: the model it was priced as, its exact USD cost, and its usage."""
+
+    model: str
+    cost: Decimal
+    usage: Usage
+
+
+def price_response(
+    response: Any,
+    default_model: str | None = None,
+    *,
+    now: float | None = None,
+    messages: Iterable[Mapping[str, Any]] | None = None,
+) -> Priced:
+    """One response (or stream of chunks) priced; the response's model wins over the default
+    when the table knows it. A stream that reports no usage is priced from ``messages`` and the
+    text it carried."""
+    if is_stream(response):
+        folded = fold(response)
+        model, prices = _priced(folded.model, default_model)
+        if folded.usage is None:
+            return price_counted(model, messages, folded.text, now)
+        usage = read_usage(folded.usage, folded.service_tier)
+    else:
+        usage = usage_of(response)
+        model, prices = _priced(model_of(response), default_model)
+    return Priced(model, add(*usage_cost(prices, usage, now)), usage)
+
+
 def response_cost(
     response: Any,
     default_model: str | None = None,
@@ -103,19 +133,25 @@ def response_cost(
     now: float | None = None,
     messages: Iterable[Mapping[str, Any]] | None = None,
 ) -> tuple[str, Decimal]:
-    """``(model, exact USD cost)`` of one response (or stream of chunks); the response's model
-    wins over the default when the table knows it. A stream that reports no usage is priced from
-    ``messages`` and the text it carried."""
-    if is_stream(response):
-        folded = fold(response)
-        model, prices = _priced(folded.model, default_model)
-        if folded.usage is None:
-            return model, counted_cost(model, messages, folded.text, now)
-        usage = read_usage(folded.usage, folded.service_tier)
-    else:
-        usage = usage_of(response)
-        model, prices = _priced(model_of(response), default_model)
-    return model, add(*usage_cost(prices, usage, now))
+    """``(model, exact USD cost)`` of one response: see :func:`price_response`."""
+    priced = price_response(response, default_model, now=now, messages=messages)
+    return priced.model, priced.cost
+
+
+def price_counted(
+    model: str,
+    messages: Iterable[Mapping[str, Any]] | None,
+    completion_text: str,
+    now: float | None = None,
+) -> Priced:
+    """Sending ``messages`` (none: no prompt) and receiving ``completion_text`` priced, the
+    tokens counted with the model's tokenizer."""
+    prices = TABLE.prices(model)  # fail on an unknown model before counting tokens
+    usage = Usage(
+        prompt_tokens=tokens.count_messages(model, messages) if messages is not None else 0,
+        completion_tokens=tokens.count_text(model, completion_text),
+    )
+    return Priced(model, add(*usage_cost(prices, usage, now)), usage)
 
 
 def counted_cost(
@@ -124,21 +160,21 @@ def counted_cost(
     completion_text: str,
     now: float | None = None,
 ) -> Decimal:
-    """Exact cost of sending ``messages`` (none: no prompt) and receiving ``completion_text``,
-    counted with the model's tokenizer."""
-    prices = TABLE.prices(model)  # fail on an unknown model before counting tokens
-    usage = Usage(
-        prompt_tokens=tokens.count_messages(model, messages) if messages is not None else 0,
-        completion_tokens=tokens.count_text(model, completion_text),
-    )
-    return add(*usage_cost(prices, usage, now))
+    """Exact cost of sending ``messages`` and receiving ``completion_text`` (see
+    :func:`price_counted`)."""
+    return price_counted(model, messages, completion_text, now).cost
+
+
+def price_text(model: str, prompt_text: str, completion_text: str) -> Priced:
+    """A prompt given as one user message and a completion given as plain text, priced."""
+    if not isinstance(prompt_text, str) or not isinstance(completion_text, str):
+        raise InvalidInputError("input_text and output_text must be strings")
+    return price_counted(model, [{"role": "user", "content": prompt_text}], completion_text)
 
 
 def text_cost(model: str, prompt_text: str, completion_text: str) -> Decimal:
     """Exact cost of a prompt given as one user message and a completion given as plain text."""
-    if not isinstance(prompt_text, str) or not isinstance(completion_text, str):
-        raise InvalidInputError("input_text and output_text must be strings")
-    return counted_cost(model, [{"role": "user", "content": prompt_text}], completion_text)
+    return price_text(model, prompt_text, completion_text).cost
 
 
 def messages_cost(model: str, messages: Iterable[Mapping[str, Any]]) -> Decimal:

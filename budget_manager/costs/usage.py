@@ -34,6 +34,17 @@ class Usage:
     inference_geo: str | None = None
     speed: str | None = None
 
+    def counts(self) -> dict[str, int]:
+        """The token counts a history event keeps: those that are not zero."""
+        found = {
+            "prompt": self.prompt_tokens,
+            "completion": self.completion_tokens,
+            "cache_read": self.cache_read_tokens,
+            "cache_write": self.cache_write_tokens,
+            "reasoning": self.reasoning_tokens,
+        }
+        return {name: count for name, count in found.items() if count}
+
 
 def field(obj: Any, name: str) -> Any:
     """``obj[name]`` for mappings, ``obj.name`` for objects (SDK models), else None."""

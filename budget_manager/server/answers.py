@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict
+from decimal import Decimal
 
+from ..history import HistoryEvent
 from ..ledger import Outcome
+from ..money import to_text
 from ..records import HoldRecord, UserRecord, hold_to_json, quote, to_json
 
 
@@ -45,3 +48,25 @@ def user_dict_body(records: dict[str, UserRecord]) -> bytes:
     """``{"status": "success", "data": {user: record, ...}}``."""
     data = ", ".join(f"{quote(u)}: {to_json(r)}" for u, r in records.items())
     return f'{{"status": "success", "data": {{{data}}}}}'.encode()
+
+
+def history_body(events: list[HistoryEvent]) -> bytes:
+    """``{"status": "success", "events": [...]}``, oldest first, amounts exact."""
+    return ('{"status": "success", "events": [' + ", ".join(map(_event, events)) + "]}").encode()
+
+
+def report_body(by: str, spend: dict[str, Decimal]) -> bytes:
+    """``{"status": "success", "by": ..., "spend": {key: amount}}``, amounts exact."""
+    totals = ", ".join(f"{quote(k)}: {to_text(v)}" for k, v in spend.items())
+    return f'{{"status": "success", "by": {quote(by)}, "spend": {{{totals}}}}}'.encode()
+
+
+def _event(event: HistoryEvent) -> str:
+    amount = "null" if event.amount is None else to_text(event.amount)
+    return (
+        f'{{"time": {event.time!r}, "kind": {quote(event.kind)}, "user": {quote(event.user)}, '
+        f'"model": {json.dumps(event.model)}, "cost": {to_text(event.cost)}, '
+        f'"amount": {amount}, "tokens": {json.dumps(event.tokens)}, '
+        f'"hold_id": {json.dumps(event.hold_id)}, "window_start": {json.dumps(event.window_start)}, '
+        f'"window_end": {json.dumps(event.window_end)}}}'
+    )

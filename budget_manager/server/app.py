@@ -7,19 +7,26 @@ import functools
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Depends, FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPBearer
 
-from .. import __version__, ledger, periods, records
+from .. import __version__, history, ledger, periods, records
 from ..errors import CorruptStoreError, InvalidInputError, UnknownUserError
 from ..money import ZERO
 from ..records import MAX_MODELS, HoldRecord, UserRecord
 from ..stores.sql import IDEMPOTENCY_TTL
 from . import errors, paths
-from .answers import holds_body, outcome_body, user_body, user_dict_body
+from .answers import (
+    history_body,
+    holds_body,
+    outcome_body,
+    report_body,
+    user_body,
+    user_dict_body,
+)
 from .auth import ApiKeys, AuthMiddleware, allowed
 from .errors import ERROR_RESPONSES, FieldError, ForbiddenProjectError
 from .fastlane import CostFastLane
@@ -35,10 +42,13 @@ from .schemas import (
     ErrorBody,
     GetBudgetRequest,
     HealthOut,
+    HistoryOut,
     HoldIn,
     HoldOut,
     HoldsOut,
+    ModelName,
     Name,
+    ReportOut,
     RolledOut,
     SetBudgetRequest,
     SettleIn,
@@ -62,6 +72,7 @@ OPERATIONS = [
     "idempotency_key",
     "holds",
     "hierarchy",
+    "history",
 ]
 _NAME_HELP = "percent-encoded in the path; any name without control characters"
 ProjectName = Annotated[Name, Path(description=f"the project, {_NAME_HELP}")]
@@ -261,6 +272,7 @@ def create_app(
             body.cost,
             limit_check=body.within_budget,
             key=body.idempotency_key,
+            tokens=body.tokens,
         )
         return answer(user, outcome)
 
@@ -325,7 +337,9 @@ def create_app(
                 created_at=taken.created_at,
                 model=taken.model,
             )
-        outcome = await stores.run(ops.settle, hold_id, body.cost, body.model, known=known)
+        outcome = await stores.run(
+            ops.settle, hold_id, body.cost, body.model, known=known, tokens=body.tokens
+        )
         return answer(outcome.hold.user if outcome.hold else "", outcome)
 
     @secured.delete(paths.HOLD, response_model=HoldOut, tags=["holds"])
@@ -334,7 +348,7 @@ def create_app(
         outcome = await stores.run(project_store(request, project).release, hold_id)
         return answer(outcome.hold.user if outcome.hold else "", outcome)
 
-    @secured.get(paths.HOLDS, response_model=HoldsOut, tags=["holds"])
+    @secured.get(paths.HOLDS, response_model=HoldsOut, tags=["holds"], dependencies=[_only("user")])
     async def list_holds(
         project: ProjectName,
         request: Request,
@@ -352,5 +366,85 @@ def create_app(
         held = sum((h.amount for h in holds), start=ZERO)
         return _json(holds_body(holds, str(held), str(await stores.run(ops.available, user))))
 
+    # -- history -----------------------------------------------------------------------------
+    @secured.get(
+        paths.PROJECT + "/history",
+        response_model=HistoryOut,
+        tags=["history"],
+        dependencies=[_only("user", "model", "since", "until", "limit")],
+    )
+    async def get_history(
+        project: ProjectName,
+        request: Request,
+        user: Annotated[Name | None, Query(description="only this user's events")] = None,
+        model: Annotated[ModelName | None, Query(description="only this model's events")] = None,
+        since: Annotated[str | None, _moment_query(" (included)")] = None,
+        until: Annotated[str | None, _moment_query(" (excluded)")] = None,
+        limit: Annotated[
+            int, Query(ge=0, le=MAX_HISTORY, description="the latest this many events")
+        ] = MAX_HISTORY,
+    ) -> Response:
+        """The project's history: one event per change, oldest first (the latest ``limit``)."""
+        now = clock()
+        found = await stores.run(
+            project_store(request, project).history,
+            user,
+            model,
+            _moment(since, now, "since"),
+            _moment(until, now, "until"),
+            limit,
+        )
+        return _json(history_body(found))
+
+    @secured.get(
+        paths.PROJECT + "/report",
+        response_model=ReportOut,
+        tags=["history"],
+        dependencies=[_only("since", "by")],
+    )
+    async def get_report(
+        project: ProjectName,
+        request: Request,
+        since: Annotated[str | None, _moment_query("")] = None,
+        by: Annotated[Literal["user", "model", "day"], Query()] = "user",
+    ) -> Response:
+        """``{key: spend}`` from the history since ``since``: by user, model or UTC day."""
+        ops = project_store(request, project)
+        start = _moment(since, clock(), "since")
+        found = await stores.run(ops.history, None, None, start, None, None)
+        return _json(report_body(by, history.totals(found, by)))
+
     app.include_router(secured)
     return app
+
+
+def _only(*allowed: str) -> Any:
+    """A dependency refusing query parameters other than ``allowed`` (a misspelt filter would
+    otherwise be ignored silently)."""
+
+    def check(request: Request) -> None:
+        for name in request.query_params:
+            if name not in allowed:
+                raise FieldError(name or "query", f"unknown query parameter {name!r}")
+
+    return Depends(check)
+
+
+MAX_HISTORY = 100_000
+_MOMENT_HELP = "epoch seconds, or a span back from now such as 7d, 12h, 30m, 90s, 2w"
+
+
+def _moment_query(which: str) -> Any:
+    return Query(
+        description=_MOMENT_HELP + which,
+        pattern=r"^(-?[0-9]{1,12}(\.[0-9]{1,9})?|[0-9]{1,9}(\.[0-9]{1,9})?[smhdw])$",
+    )
+
+
+def _moment(text: str | None, now: float, what: str) -> float | None:
+    """A ``since`` / ``until`` query parameter (as its pattern allows) as epoch seconds."""
+    if text is None:
+        return None
+    if text[-1].isdigit():
+        return float(text)
+    return history.when(text, now, what)

@@ -78,6 +78,7 @@ class CostFastLane:
                 cost.cost,
                 limit_check=cost.within_budget,
                 key=cost.idempotency_key,
+                tokens=cost.tokens,
             )
             record = outcome.record
             answer = outcome_body(user, outcome, None if record is None else self.view(record))

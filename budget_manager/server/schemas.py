@@ -162,6 +162,14 @@ class BudgetIn(BaseModel):
     on_store_error: Literal["closed", "open"] | None = None
 
 
+#: The usage a call reported, as history events keep it.
+TokenName = Literal["prompt", "completion", "cache_read", "cache_write", "reasoning"]
+Tokens = Annotated[
+    dict[TokenName, Annotated[int, Field(ge=0, le=10**12, strict=False)]],
+    Field(description="the usage the call reported, kept in the history"),
+]
+
+
 class HoldIn(BaseModel):
     """Hold an amount of a user's budget (and its ancestors') for a while."""
 
@@ -207,6 +215,7 @@ class SettleIn(BaseModel):
         default=None,
         description="the hold as taken, for a hold the service has forgotten (long expired)",
     )
+    tokens: Tokens | None = None
 
 
 class CostIn(BaseModel):
@@ -221,6 +230,7 @@ class CostIn(BaseModel):
         default=False,
         description="refuse with 409 (nothing changed) if the spend would exceed the budget",
     )
+    tokens: Tokens | None = None
 
 
 # -- responses ---------------------------------------------------------------------------------
@@ -293,6 +303,32 @@ class HoldsOut(BaseModel):
     holds: list[HoldRecordOut]
     held: str | None = None
     available: str | None = None
+
+
+class EventOut(BaseModel):
+    """One change, as the history keeps it (amounts written exactly)."""
+
+    time: float
+    kind: str
+    user: str
+    model: str | None = None
+    cost: float
+    amount: float | None = None
+    tokens: dict[str, int] | None = None
+    hold_id: str | None = None
+    window_start: float | None = None
+    window_end: float | None = None
+
+
+class HistoryOut(BaseModel):
+    status: Literal["success"] = "success"
+    events: list[EventOut]
+
+
+class ReportOut(BaseModel):
+    status: Literal["success"] = "success"
+    by: Literal["user", "model", "day"]
+    spend: dict[str, float]
 
 
 class RolledOut(BaseModel):

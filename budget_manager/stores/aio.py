@@ -13,6 +13,7 @@ from decimal import Decimal
 from typing import Any, ClassVar
 
 from .. import ledger
+from ..history import HistoryEvent
 from ..ledger import Level, Outcome
 from ..records import HoldRecord, UserRecord
 from .base import BudgetStore, store_from_url, wrap_backend_errors
@@ -60,10 +61,20 @@ class AsyncBudgetStore(ABC):
     async def holds(self, user: str | None = None) -> list[HoldRecord]: ...
 
     @abstractmethod
-    async def put(self, user: str, record: UserRecord) -> UserRecord: ...
+    async def history(
+        self,
+        user: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[HistoryEvent]: ...
 
     @abstractmethod
-    async def delete(self, user: str) -> bool: ...
+    async def put(self, user: str, record: UserRecord, now: float | None = None) -> UserRecord: ...
+
+    @abstractmethod
+    async def delete(self, user: str, now: float | None = None) -> bool: ...
 
     @abstractmethod
     async def replace_all(self, records: dict[str, UserRecord]) -> None: ...
@@ -78,6 +89,7 @@ class AsyncBudgetStore(ABC):
         limit_check: bool = False,
         key: str | None = None,
         thresholds: Sequence[Decimal] = (),
+        tokens: dict[str, int] | None = None,
     ) -> Outcome: ...
 
     @abstractmethod
@@ -100,16 +112,18 @@ class AsyncBudgetStore(ABC):
         model: str | None,
         thresholds: Sequence[Decimal] = (),
         known: HoldRecord | None = None,
+        now: float | None = None,
+        tokens: dict[str, int] | None = None,
     ) -> Outcome: ...
 
     @abstractmethod
-    async def release(self, hold_id: str) -> Outcome: ...
+    async def release(self, hold_id: str, now: float | None = None) -> Outcome: ...
 
     @abstractmethod
-    async def reset(self, user: str) -> Outcome: ...
+    async def reset(self, user: str, now: float | None = None) -> Outcome: ...
 
     @abstractmethod
-    async def roll(self, levels: Sequence[Level]) -> Outcome: ...
+    async def roll(self, levels: Sequence[Level], now: float | None = None) -> Outcome: ...
 
     async def save(self) -> dict[str, Any]:
         return {"status": "success"}
@@ -150,12 +164,16 @@ class ThreadedStore(AsyncBudgetStore):
         found: list[HoldRecord] = await self._run("holds", user)
         return found
 
-    async def put(self, user: str, record: UserRecord) -> UserRecord:
-        stored: UserRecord = await self._run("put", user, record)
+    async def history(self, *args: Any) -> list[HistoryEvent]:
+        found: list[HistoryEvent] = await self._run("history", *args)
+        return found
+
+    async def put(self, *args: Any) -> UserRecord:
+        stored: UserRecord = await self._run("put", *args)
         return stored
 
-    async def delete(self, user: str) -> bool:
-        return bool(await self._run("delete", user))
+    async def delete(self, *args: Any) -> bool:
+        return bool(await self._run("delete", *args))
 
     async def replace_all(self, records: dict[str, UserRecord]) -> None:
         await self._run("replace_all", records)
@@ -172,16 +190,16 @@ class ThreadedStore(AsyncBudgetStore):
         outcome: Outcome = await self._run("settle", *args)
         return outcome
 
-    async def release(self, hold_id: str) -> Outcome:
-        outcome: Outcome = await self._run("release", hold_id)
+    async def release(self, *args: Any) -> Outcome:
+        outcome: Outcome = await self._run("release", *args)
         return outcome
 
-    async def reset(self, user: str) -> Outcome:
-        outcome: Outcome = await self._run("reset", user)
+    async def reset(self, *args: Any) -> Outcome:
+        outcome: Outcome = await self._run("reset", *args)
         return outcome
 
-    async def roll(self, levels: Sequence[Level]) -> Outcome:
-        outcome: Outcome = await self._run("roll", levels)
+    async def roll(self, *args: Any) -> Outcome:
+        outcome: Outcome = await self._run("roll", *args)
         return outcome
 
     async def save(self) -> dict[str, Any]:
@@ -200,5 +218,9 @@ def async_store_from_url(url: str, project: str, **options: Any) -> AsyncBudgetS
         from .postgres import AsyncPostgresStore
 
         return AsyncPostgresStore.from_url(url, project, **options)
+    if scheme in ("redis", "rediss"):
+        from .redis import AsyncRedisStore
+
+        return AsyncRedisStore.from_url(url, project, **options)
     store: BudgetStore = store_from_url(url, project, **options)
     return ThreadedStore(store)

@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 
 from .. import ledger
 from ..errors import BudgetManagerError, InvalidInputError, StoreError, StoreUnavailableError
+from ..history import HistoryEvent
 from ..ledger import Level, Outcome
 from ..records import MAX_MODELS, HoldRecord, UserRecord
 
@@ -96,14 +97,28 @@ class BudgetStore(ABC):
         """Holds that may still be open: those against ``user``'s budget (as the user's or an
         ancestor's), or every one of the project."""
 
-    # -- atomic operations (see budget_manager.ledger for the rules) ----------------------------
     @abstractmethod
-    def put(self, user: str, record: UserRecord) -> UserRecord:
+    def history(
+        self,
+        user: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[HistoryEvent]:
+        """The events kept (within the retention), filtered, oldest first; with ``limit``, the
+        latest ``limit`` of them. ``until`` is excluded."""
+
+    # -- atomic operations (see budget_manager.ledger for the rules) ----------------------------
+    # Each also keeps the change's history event(s), in the same atomic step; ``now`` (default:
+    # the time) is the event's time, ``tokens`` the usage the call reported.
+    @abstractmethod
+    def put(self, user: str, record: UserRecord, now: float | None = None) -> UserRecord:
         """Create or replace the user's budget (its parent must exist; no cycles; at most
         :data:`~budget_manager.ledger.MAX_LEVELS` levels)."""
 
     @abstractmethod
-    def delete(self, user: str) -> bool:
+    def delete(self, user: str, now: float | None = None) -> bool:
         """Remove the user's budget (refused while others name it as parent); whether it was."""
 
     @abstractmethod
@@ -120,6 +135,7 @@ class BudgetStore(ABC):
         limit_check: bool = False,
         key: str | None = None,
         thresholds: Sequence[Decimal] = (),
+        tokens: dict[str, int] | None = None,
     ) -> Outcome:
         """Add ``amount`` to every level's spend; with ``limit_check``, only if it fits."""
 
@@ -144,19 +160,21 @@ class BudgetStore(ABC):
         model: str | None,
         thresholds: Sequence[Decimal] = (),
         known: HoldRecord | None = None,
+        now: float | None = None,
+        tokens: dict[str, int] | None = None,
     ) -> Outcome:
         """Record a hold's actual cost in the periods it was taken in, and free it."""
 
     @abstractmethod
-    def release(self, hold_id: str) -> Outcome:
+    def release(self, hold_id: str, now: float | None = None) -> Outcome:
         """Free a hold, recording nothing."""
 
     @abstractmethod
-    def reset(self, user: str) -> Outcome:
+    def reset(self, user: str, now: float | None = None) -> Outcome:
         """Zero the user's spend and per-model breakdown."""
 
     @abstractmethod
-    def roll(self, levels: Sequence[Level]) -> Outcome:
+    def roll(self, levels: Sequence[Level], now: float | None = None) -> Outcome:
         """Start each level's window if it is later than its current period."""
 
     # -- lifetime ------------------------------------------------------------------------------

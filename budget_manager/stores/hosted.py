@@ -22,6 +22,7 @@ import contextlib
 import json
 import threading
 import time
+import urllib.parse
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -39,9 +40,10 @@ from ..errors import (
     UnknownUserError,
 )
 from ..events import Alert, Listener
+from ..history import HistoryEvent
 from ..ledger import Changes, Outcome
 from ..money import to_text
-from ..operations import DEFAULT_TTL, Announcer, Operations
+from ..operations import DEFAULT_TTL, Announcer, Call, Flow, Operations, blocking, drive
 from ..records import (
     HoldRecord,
     UserRecord,
@@ -57,7 +59,7 @@ from .http import (
     ServiceUnavailableError,
     json_of,
 )
-from .memory import MemoryState
+from .memory import EventLog, MemoryState
 from .python_ledger import PythonLedgerStore
 
 Protocol = Literal["atomic", "litellm"]
@@ -69,6 +71,39 @@ _LATER_STATUSES = frozenset({408, 429})
 
 class ServiceAuthError(StoreUnavailableError):
     """The budget service does not accept this client's credentials."""
+
+
+#: The operations a hosted store does, by name.
+LEDGER_OPERATIONS = frozenset(
+    [
+        "get",
+        "users",
+        "records",
+        "history",
+        "holds",
+        "available",
+        "put",
+        "delete",
+        "charge",
+        "hold",
+        "settle",
+        "release",
+        "reset",
+        "roll",
+        "roll_all",
+        "replace_all",
+        "save",
+    ]
+)
+
+
+def checked_base(api_base: object, project: object) -> tuple[str, str]:
+    """The service's URL (without a trailing slash) and the project's name, checked."""
+    if not isinstance(api_base, str) or not api_base.startswith(("http://", "https://")):
+        raise InvalidInputError(
+            f"api_base must be an http(s) URL, got {api_base!r}", field="api_base"
+        )
+    return api_base.rstrip("/"), names.check(project, "project")
 
 
 class HostedStore:
@@ -92,12 +127,7 @@ class HostedStore:
 
         InvalidInputError, naming the URL, when ``api_base`` answers but is not a budget
         service; a service that cannot be reached is asked again on the next operation."""
-        if not isinstance(api_base, str) or not api_base.startswith(("http://", "https://")):
-            raise InvalidInputError(
-                f"api_base must be an http(s) URL, got {api_base!r}", field="api_base"
-            )
-        self.api_base = api_base.rstrip("/")
-        self.project = names.check(project, "project")
+        self.api_base, self.project = checked_base(api_base, project)
         self.http = HttpClient(
             self.api_base, headers, timeout=timeout, retries=retries, backoff=backoff
         )
@@ -121,7 +151,7 @@ class HostedStore:
             if self._target is None:
                 loaded = None
                 if self.protocol is None:
-                    self.protocol, loaded = _probe(self.http, self.project)
+                    self.protocol, loaded = drive(self.http, probe(self.api_base, self.project))
                 if self.protocol == "atomic":
                     self._target = AtomicService(self.http, self.project)
                 else:
@@ -150,6 +180,9 @@ class HostedStore:
 
     def holds(self, user: str | None = None) -> list[HoldRecord]:
         return self._ledger().holds(user)
+
+    def history(self, *args: Any) -> list[HistoryEvent]:
+        return self._ledger().history(*args)
 
     def available(self, user: str) -> Decimal:
         return self._ledger().available(user)
@@ -193,38 +226,41 @@ class HostedStore:
         self.http.close()
 
 
-def _probe(http: HttpClient, project: str) -> tuple[Protocol, dict[str, UserRecord] | None]:
+def probe(api_base: str, project: str) -> Flow[tuple[Protocol, dict[str, UserRecord] | None]]:
     """``"atomic"`` for a service whose capabilities say so; ``"litellm"`` (with the project's
     user dict, loaded on the way) once its ``/get_budget`` answers as LiteLLM's protocol does;
-    else InvalidInputError naming the URL."""
-    response = http.request("GET", "/v1/capabilities", any_status=True)
+    else InvalidInputError naming the URL. A flow of requests to the service's HTTP client."""
+    response = yield Call("request", ("GET", "/v1/capabilities"), {"any_status": True})
     body = json_of(response)
     if response.status_code == 200 and isinstance(body, dict) and body.get("atomic") is True:
         return "atomic", None
     try:
-        return "litellm", _load(http, project)
+        loaded = yield from load(api_base, project)
     except StoreError as exc:
         raise InvalidInputError(
-            f"api_base {http.api_base} does not look like a budget service: GET "
+            f"api_base {api_base} does not look like a budget service: GET "
             f"/v1/capabilities answered HTTP {response.status_code}, and {exc}; check the URL",
             field="api_base",
         ) from None
+    return "litellm", loaded
 
 
-def _check_auth(http: HttpClient, response: Any) -> None:
+def _check_auth(api_base: str, response: Any) -> None:
     if response.status_code in _AUTH_STATUSES:
         raise ServiceAuthError(
-            f"budget service at {http.api_base} refused the request "
+            f"budget service at {api_base} refused the request "
             f"(HTTP {response.status_code}): {_message(response)}; check the headers"
         )
 
 
-class AtomicService(Announcer):
-    """This project's budget service, one request per operation (it runs them atomically)."""
+class ServiceFlows(Announcer):
+    """The operations on this project's budget service, one request each (the service runs them
+    atomically), as flows of requests to an HTTP client; driven by :class:`AtomicService` and
+    by its asyncio twin."""
 
-    def __init__(self, http: HttpClient, project: str) -> None:
+    def __init__(self, api_base: str, project: str) -> None:
         super().__init__()
-        self.http = http
+        self.api_base = api_base
         self.project = project
         self._base = f"/v1/projects/{names.to_segment(project)}"
 
@@ -236,48 +272,78 @@ class AtomicService(Announcer):
 
     def _call(
         self, method: str, path: str, body: dict[str, Any] | None = None, *, what: str
-    ) -> dict[str, Any]:
+    ) -> Flow[dict[str, Any]]:
         """The service's answer (``what`` names the request in errors)."""
         payload = json.dumps(body) if body is not None else None
-        response = self.http.request(method, path, payload)
+        response = yield Call("request", (method, path, payload))
         if response.status_code >= 400:
-            raise _refusal(self.http, response, what)
+            raise _refusal(self.api_base, response, what)
         data = json_of(response)
         if not isinstance(data, dict):
-            raise StoreError(f"budget service at {self.http.api_base} answered {what} with no JSON")
+            raise StoreError(f"budget service at {self.api_base} answered {what} with no JSON")
         return data
 
     # -- reads ---------------------------------------------------------------------------------
-    def get(self, user: str) -> UserRecord | None:
+    def _get(self, user: str) -> Flow[UserRecord | None]:
         try:
-            data = self._call("GET", self._user_path(user), what=f"the budget of {user!r}")
+            data = yield from self._call(
+                "GET", self._user_path(user), what=f"the budget of {user!r}"
+            )
         except UnknownUserError:
             return None
         return _record(user, data)
 
-    def users(self) -> list[str]:
-        data = self._call("GET", f"{self._base}/users", what="the list of users")
+    def _users(self) -> Flow[list[str]]:
+        data = yield from self._call("GET", f"{self._base}/users", what="the list of users")
         return [str(u) for u in data.get("users", [])]
 
-    def records(self) -> dict[str, UserRecord]:
-        data = self._call(
+    def _records(self) -> Flow[dict[str, UserRecord]]:
+        data = yield from self._call(
             "POST", "/get_budget", {"project_name": self.project}, what="the user dict"
         )
         users = data.get("data") if data.get("status") == "success" else {}
         return {str(u): from_json(str(u), r) for u, r in (users or {}).items()}
 
-    def _holds(self, user: str | None) -> dict[str, Any]:
+    def _open_holds(self, user: str | None) -> Flow[dict[str, Any]]:
         query = "" if user is None else f"?user={names.to_segment(names.check(user, 'user'))}"
-        return self._call("GET", f"{self._base}/holds{query}", what="the open holds")
+        found = yield from self._call("GET", f"{self._base}/holds{query}", what="the open holds")
+        return found
 
-    def holds(self, user: str | None = None) -> list[HoldRecord]:
-        return [hold_from_json(h) for h in self._holds(user).get("holds", [])]
+    def _holds(self, user: str | None = None) -> Flow[list[HoldRecord]]:
+        found = yield from self._open_holds(user)
+        return [hold_from_json(h) for h in found.get("holds", [])]
 
-    def available(self, user: str) -> Decimal:
-        return Decimal(str(self._holds(user)["available"]))
+    def _history(
+        self,
+        user: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> Flow[list[HistoryEvent]]:
+        query = {
+            name: value
+            for name, value in (
+                ("user", user),
+                ("model", model),
+                ("since", None if since is None else repr(float(since))),
+                ("until", None if until is None else repr(float(until))),
+                ("limit", None if limit is None else str(limit)),
+            )
+            if value is not None
+        }
+        path = f"{self._base}/history"
+        if query:
+            path += "?" + urllib.parse.urlencode(query, quote_via=urllib.parse.quote)
+        found = yield from self._call("GET", path, what="the history")
+        return [_event(e) for e in found.get("events", [])]
+
+    def _available(self, user: str) -> Flow[Decimal]:
+        found = yield from self._open_holds(user)
+        return Decimal(str(found["available"]))
 
     # -- changes -------------------------------------------------------------------------------
-    def put(self, user: str, record: UserRecord) -> UserRecord:
+    def _put(self, user: str, record: UserRecord) -> Flow[UserRecord]:
         body = {
             "total_budget": to_text(record.total_budget),
             "duration": record.period.name if record.period is not None else None,
@@ -286,14 +352,18 @@ class AtomicService(Announcer):
             "on_unknown_model": record.on_unknown_model,
             "on_store_error": record.on_store_error,
         }
-        data = self._call("PUT", self._user_path(user), body, what=f"the budget of {user!r}")
+        data = yield from self._call(
+            "PUT", self._user_path(user), body, what=f"the budget of {user!r}"
+        )
         stored = _record(user, data)
         self.announce("create", user, time.time(), Outcome(stored), amount=record.total_budget)
         return stored
 
-    def delete(self, user: str) -> bool:
+    def _delete(self, user: str) -> Flow[bool]:
         try:
-            data = self._call("DELETE", self._user_path(user), what=f"the budget of {user!r}")
+            data = yield from self._call(
+                "DELETE", self._user_path(user), what=f"the budget of {user!r}"
+            )
         except UnknownUserError:
             return False
         deleted = bool(data.get("deleted"))
@@ -301,7 +371,7 @@ class AtomicService(Announcer):
             self.announce("delete", user, time.time())
         return deleted
 
-    def charge(
+    def _charge(
         self,
         user: str,
         model: str | None,
@@ -310,25 +380,26 @@ class AtomicService(Announcer):
         limit_check: bool = False,
         key: str | None = None,
         tokens: dict[str, int] | None = None,
-    ) -> Outcome:
+    ) -> Flow[Outcome]:
         if model is not None:
             names.check_model(model)
-        body = {
+        body: dict[str, Any] = {
             "cost": to_text(amount),
             "model": model,
             "idempotency_key": key or uuid.uuid4().hex,
             "within_budget": limit_check,
         }
+        if tokens:
+            body["tokens"] = tokens
         what = _described(user, model, amount)
-        outcome = _outcome(
-            user, self._call("POST", self._user_path(user, "/cost"), body, what=what)
-        )
+        data = yield from self._call("POST", self._user_path(user, "/cost"), body, what=what)
+        outcome = _outcome(user, data)
         self.announce(
             "charge", user, time.time(), outcome, amount=amount, model=model, tokens=tokens
         )
         return outcome
 
-    def hold(
+    def _hold(
         self,
         user: str,
         amount: Decimal,
@@ -337,7 +408,7 @@ class AtomicService(Announcer):
         hold_id: str | None = None,
         model: str | None = None,
         limit_check: bool = True,
-    ) -> Outcome:
+    ) -> Flow[Outcome]:
         body = {
             "user": names.check(user, "user"),
             "amount": to_text(amount),
@@ -345,7 +416,7 @@ class AtomicService(Announcer):
             "hold_id": hold_id,
             "model": model,
         }
-        data = self._call(
+        data = yield from self._call(
             "POST", f"{self._base}/holds", body, what=f"a hold of {amount} on {user!r}"
         )
         outcome = _outcome(user, data)
@@ -360,7 +431,7 @@ class AtomicService(Announcer):
         )
         return outcome
 
-    def settle(
+    def _settle(
         self,
         hold_id: str,
         amount: Decimal,
@@ -368,8 +439,10 @@ class AtomicService(Announcer):
         *,
         known: HoldRecord | None = None,
         tokens: dict[str, int] | None = None,
-    ) -> Outcome:
+    ) -> Flow[Outcome]:
         body: dict[str, Any] = {"cost": to_text(amount), "model": model}
+        if tokens:
+            body["tokens"] = tokens
         if known is not None:
             body["hold"] = {
                 "user": known.user,
@@ -379,7 +452,7 @@ class AtomicService(Announcer):
                 "created_at": known.created_at,
                 "model": known.model,
             }
-        data = self._call(
+        data = yield from self._call(
             "POST",
             self._hold_path(hold_id, "/settle"),
             body,
@@ -399,42 +472,75 @@ class AtomicService(Announcer):
         )
         return outcome
 
-    def release(self, hold_id: str) -> Outcome:
-        data = self._call("DELETE", self._hold_path(hold_id), what=f"the release of {hold_id!r}")
+    def _release(self, hold_id: str) -> Flow[Outcome]:
+        data = yield from self._call(
+            "DELETE", self._hold_path(hold_id), what=f"the release of {hold_id!r}"
+        )
         outcome = _outcome("", data)
         user = outcome.hold.user if outcome.hold else ""
         self.announce("release", user, time.time(), outcome, hold_id=hold_id)
         return outcome
 
-    def reset(self, user: str) -> UserRecord:
-        data = self._call("POST", self._user_path(user, "/reset"), what=f"the reset of {user!r}")
+    def _reset(self, user: str) -> Flow[UserRecord]:
+        data = yield from self._call(
+            "POST", self._user_path(user, "/reset"), what=f"the reset of {user!r}"
+        )
         outcome = _outcome(user, data)
         self.announce("reset", user, time.time(), outcome)
         assert outcome.record is not None
         return outcome.record
 
-    def roll(self, user: str) -> UserRecord | None:
-        data = self._call("POST", self._user_path(user, "/roll"), what=f"the period of {user!r}")
+    def _roll(self, user: str) -> Flow[UserRecord | None]:
+        data = yield from self._call(
+            "POST", self._user_path(user, "/roll"), what=f"the period of {user!r}"
+        )
         outcome = _outcome(user, data)
         if outcome.rolled:
             self.announce("roll", user, time.time(), outcome)
         return outcome.record
 
-    def roll_all(self) -> int:
-        data = self._call("POST", f"{self._base}/roll", what="the periods of every user")
+    def _roll_all(self) -> Flow[int]:
+        data = yield from self._call("POST", f"{self._base}/roll", what="the periods of every user")
         return int(data.get("rolled", 0))
 
-    def replace_all(self, records: dict[str, UserRecord]) -> None:
-        _save_dict(self.http, self.project, records)
+    def _replace_all(self, records: dict[str, UserRecord]) -> Flow[None]:
+        yield from save_dict(self.api_base, self.project, records)
 
-    def save(self) -> dict[str, Any]:
+    def _save(self) -> Flow[dict[str, Any]]:
         return {"status": "success"}
+        yield  # a flow that asks for nothing
+
+
+class AtomicService(ServiceFlows):
+    """:class:`ServiceFlows` over a (synchronous) :class:`HttpClient`."""
+
+    def __init__(self, http: HttpClient, project: str) -> None:
+        super().__init__(http.api_base, project)
+        self.http = http
+
+    get = blocking(ServiceFlows._get, "http")
+    users = blocking(ServiceFlows._users, "http")
+    records = blocking(ServiceFlows._records, "http")
+    holds = blocking(ServiceFlows._holds, "http")
+    history = blocking(ServiceFlows._history, "http")
+    available = blocking(ServiceFlows._available, "http")
+    put = blocking(ServiceFlows._put, "http")
+    delete = blocking(ServiceFlows._delete, "http")
+    charge = blocking(ServiceFlows._charge, "http")
+    hold = blocking(ServiceFlows._hold, "http")
+    settle = blocking(ServiceFlows._settle, "http")
+    release = blocking(ServiceFlows._release, "http")
+    reset = blocking(ServiceFlows._reset, "http")
+    roll = blocking(ServiceFlows._roll, "http")
+    roll_all = blocking(ServiceFlows._roll_all, "http")
+    replace_all = blocking(ServiceFlows._replace_all, "http")
+    save = blocking(ServiceFlows._save, "http")
 
 
 class LiteLLMService(PythonLedgerStore):
     """A service that speaks only LiteLLM's two endpoints: the ledger runs here over the user
     dict it loaded, and every change is saved whole (last writer wins between clients, as in
-    LiteLLM's protocol). Holds live in this process only."""
+    LiteLLM's protocol). Holds and the history live in this process only."""
 
     def __init__(
         self, http: HttpClient, project: str, loaded: dict[str, UserRecord] | None = None
@@ -442,7 +548,8 @@ class LiteLLMService(PythonLedgerStore):
         self.http = http
         self.project = project
         self._state = MemoryState()
-        self._state.replace(_load(http, project) if loaded is None else loaded)
+        self._state.replace(drive(http, load(http.api_base, project)) if loaded is None else loaded)
+        self._events = EventLog()
         self._lock = threading.RLock()
 
     @classmethod
@@ -461,13 +568,14 @@ class LiteLLMService(PythonLedgerStore):
             if changes is not None:
                 draft.apply(changes, time.time())
                 if changes.records:
-                    _save_dict(self.http, self.project, draft.records)
+                    drive(self.http, save_dict(self.http.api_base, self.project, draft.records))
                 self._state = draft
+                self._events.keep(changes.events)
             return outcome
 
     def _replace(self, records: dict[str, UserRecord]) -> None:
         with self._lock:
-            _save_dict(self.http, self.project, records)
+            drive(self.http, save_dict(self.http.api_base, self.project, records))
             self._state.replace(records)
 
     def get(self, user: str) -> UserRecord | None:
@@ -485,14 +593,28 @@ class LiteLLMService(PythonLedgerStore):
                 return self._state.open_holds()
             return self._state.holds_touching(user)
 
+    def history(
+        self,
+        user: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[HistoryEvent]:
+        with self._lock:
+            return self._events.query(user, model, since, until, limit)
+
     def save(self) -> dict[str, Any]:
         with self._lock:
-            return _save_dict(self.http, self.project, self._state.records)
+            return drive(
+                self.http, save_dict(self.http.api_base, self.project, self._state.records)
+            )
 
 
-def _load(http: HttpClient, project: str) -> dict[str, UserRecord]:
-    response = http.request("POST", "/get_budget", json.dumps({"project_name": project}))
-    _check_auth(http, response)
+def load(api_base: str, project: str) -> Flow[dict[str, UserRecord]]:
+    """The project's user dict from ``POST /get_budget`` (LiteLLM's protocol)."""
+    response = yield Call("request", ("POST", "/get_budget", json.dumps({"project_name": project})))
+    _check_auth(api_base, response)
     data = json_of(response)
     if response.status_code == 200 and isinstance(data, dict):
         users = data.get("data")
@@ -505,23 +627,24 @@ def _load(http: HttpClient, project: str) -> dict[str, UserRecord]:
     )
 
 
-def _save_dict(http: HttpClient, project: str, users: dict[str, UserRecord]) -> dict[str, Any]:
+def save_dict(api_base: str, project: str, users: dict[str, UserRecord]) -> Flow[dict[str, Any]]:
+    """Replace the project's user dict with ``POST /set_budget`` (LiteLLM's protocol)."""
     user_dict = dump_user_dict(users).strip()
     body = f'{{"project_name": {json.dumps(project)}, "user_dict": {user_dict}}}'
-    response = http.request("POST", "/set_budget", body)
-    _check_auth(http, response)
+    response = yield Call("request", ("POST", "/set_budget", body))
+    _check_auth(api_base, response)
     answer = json_of(response)
     if response.status_code >= 400:
         raise StoreError(
-            f"budget service at {http.api_base}/set_budget refused the user dict "
+            f"budget service at {api_base}/set_budget refused the user dict "
             f"(HTTP {response.status_code}): {_message(response)}"
         )
     return answer if isinstance(answer, dict) else {"status": "success"}
 
 
-def _refusal(http: HttpClient, response: Any, what: str) -> BudgetManagerError:
+def _refusal(api_base: str, response: Any, what: str) -> BudgetManagerError:
     """The error for a 4xx answer to ``what``."""
-    _check_auth(http, response)
+    _check_auth(api_base, response)
     status = response.status_code
     data = json_of(response)
     field = data.get("field") if isinstance(data, dict) else None
@@ -540,12 +663,11 @@ def _refusal(http: HttpClient, response: Any, what: str) -> BudgetManagerError:
         return IdempotencyConflictError(message, field=field if isinstance(field, str) else None)
     if status in _LATER_STATUSES:
         return ServiceUnavailableError(
-            f"budget service at {http.api_base} could not take {what} now "
-            f"(HTTP {status}): {message}",
+            f"budget service at {api_base} could not take {what} now (HTTP {status}): {message}",
             f"HTTP {status}",
         )
     return InvalidInputError(
-        f"budget service at {http.api_base} refused {what} (HTTP {status}): {message}",
+        f"budget service at {api_base} refused {what} (HTTP {status}): {message}",
         field=field if isinstance(field, str) else None,
     )
 
@@ -568,6 +690,23 @@ def _outcome(user: str, data: dict[str, Any]) -> Outcome:
         tuple(data.get("rolled") or ()),
         tuple(Alert(**a) for a in alerts),
         bool(data.get("replayed")),
+    )
+
+
+def _event(data: dict[str, Any]) -> HistoryEvent:
+    """An event as the service's history answer gives it."""
+    amount = data.get("amount")
+    return HistoryEvent(
+        float(data["time"]),
+        str(data["kind"]),
+        str(data["user"]),
+        data.get("model"),
+        Decimal(str(data.get("cost", 0))),
+        None if amount is None else Decimal(str(amount)),
+        data.get("tokens"),
+        data.get("hold_id"),
+        data.get("window_start"),
+        data.get("window_end"),
     )
 
 

@@ -10,13 +10,15 @@ Layout, for ``budgets.json``:
 - ``budgets.json.holds``: open and recently ended holds and recent idempotency keys, as of the
   last compaction (absent while there are none).
 - ``budgets.json.lock``: ``flock`` target; writers hold it exclusively, catching-up readers shared.
+- ``budgets.json.history/``: the history, one file of JSON lines per UTC day, appended to by each
+  change and never compacted (see :mod:`.history_files`).
 
 Every change (a ledger operation: see :mod:`budget_manager.ledger`) is one journal line, however
 many records and holds it changes, so a change is applied whole or not at all.
 
-When the journal outgrows the snapshot, about a second after the last change (in a background
-thread), on ``save()`` and at exit, the journal is folded into a new snapshot ("compaction") and
-replaced by an empty one.
+When the journal outgrows the snapshot (and the holds file), on ``save()`` and at exit, the
+journal is folded into a new snapshot ("compaction") and replaced by an empty one; about a second
+after the last change a background thread brings the main file up to date.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from .. import names
+from .. import history, names
 from ..errors import CorruptStoreError, InvalidInputError, StoreError
+from ..history import DEFAULT_RETENTION, HistoryEvent
 from ..ledger import Changes, Outcome
 from ..records import (
     MAX_MODELS,
@@ -55,6 +58,7 @@ from ..records import (
     to_json,
 )
 from .base import register
+from .history_files import HistoryFiles
 from .memory import MemoryState
 from .python_ledger import PythonLedgerStore
 
@@ -110,6 +114,7 @@ class JsonFileStore(PythonLedgerStore):
         flush_after: float | None = FLUSH_AFTER,
         adopt: Iterable[str | os.PathLike[str]] = (),
         max_models: int = MAX_MODELS,
+        history_retention: float | str = DEFAULT_RETENTION,
     ) -> None:
         """``fsync``: fsync every journal append (power-loss durability; slower).
         ``compact_bytes``: smallest journal size that triggers a compaction.
@@ -118,6 +123,8 @@ class JsonFileStore(PythonLedgerStore):
         ``adopt``: while the store has no file yet, it starts from the first of these files that
         exists (copied, never changed), e.g. LiteLLM's ``user_cost.json``.
         ``max_models``: distinct models a budget may record in one period (100).
+        ``history_retention``: how long history events are kept (seconds, or a span such as
+        ``"90d"``), in daily files in the folder ``<path>.history``.
         """
         if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
             raise InvalidInputError(
@@ -132,6 +139,9 @@ class JsonFileStore(PythonLedgerStore):
         self._journal_path_bytes = os.fsencode(self._journal_path)
         self._lock_path = str(self.path) + ".lock"
         self._fsync = fsync
+        self._history = HistoryFiles(
+            Path(str(self.path) + ".history"), history.span(history_retention), fsync
+        )
         self._min_compact = MIN_COMPACT_BYTES if compact_bytes is None else compact_bytes
         self._state = MemoryState()
         self._journal_fd = -1
@@ -504,6 +514,7 @@ class JsonFileStore(PythonLedgerStore):
         """Fold the journal into a new snapshot (holding the exclusive lock)."""
         started = time.perf_counter()
         self._state.prune(time.time())
+        self._history.prune()
         data = dump_user_dict(self._state.records).encode()
         tag = f".{os.getpid()}.{uuid.uuid4().hex[:8]}.tmp"
         snapshot_tmp = str(self.path) + tag
@@ -595,11 +606,29 @@ class JsonFileStore(PythonLedgerStore):
                 if changes is not None:
                     now = time.time()
                     self._journal(changes, now)
+                    if changes.events:
+                        self._history.append(changes.events)
                     self._state.apply(changes, now)
                     self._maybe_compact()
             finally:
                 self._unlock()
         return outcome
+
+    def history(
+        self,
+        user: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[HistoryEvent]:
+        with self._mutex:
+            self._check_process()
+            self._lock(exclusive=False)  # no change is half-written meanwhile
+            try:
+                return self._history.query(user, model, since, until, limit)
+            finally:
+                self._unlock()
 
     def _replace(self, records: dict[str, UserRecord]) -> None:
         with self._mutex:
@@ -638,6 +667,7 @@ class JsonFileStore(PythonLedgerStore):
                 for fd in (self._journal_fd, self._lock_fd):
                     if fd >= 0:
                         os.close(fd)
+                self._history.close()
             self._closed = True
             _LIVE.discard(self)
 

@@ -4,11 +4,14 @@ and short-lived scripts)."""
 
 from __future__ import annotations
 
+import collections
 import itertools
 import threading
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from .. import history
+from ..history import DEFAULT_RETENTION, HistoryEvent
 from ..ledger import Changes, Outcome
 from ..records import HoldRecord, UserRecord
 from .base import register
@@ -157,15 +160,54 @@ class MemoryState:
         return [h for h in self.holds.values() if h.state == "open"]
 
 
+class EventLog:
+    """History events kept in memory: at most ``MAX_EVENTS``, none older than the retention."""
+
+    #: Most events kept (the oldest go first).
+    MAX_EVENTS = 1_000_000
+
+    def __init__(self, retention: float = DEFAULT_RETENTION) -> None:
+        self.retention = retention
+        self.events: collections.deque[HistoryEvent] = collections.deque(maxlen=self.MAX_EVENTS)
+
+    def keep(self, events: Iterable[HistoryEvent]) -> None:
+        self.events.extend(events)
+
+    def prune(self) -> None:
+        """Forget the events older than the retention, as of the newest event."""
+        if not self.events:
+            return
+        cutoff = self.events[-1].time - self.retention
+        while self.events and self.events[0].time < cutoff:
+            self.events.popleft()
+
+    def query(
+        self,
+        user: str | None,
+        model: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int | None,
+    ) -> list[HistoryEvent]:
+        return history.latest(history.selected(self.events, user, model, since, until), limit)
+
+
 @register
 class MemoryStore(PythonLedgerStore):
     """Budgets in this process's memory; see the module docstring."""
 
     schemes = ("memory",)
 
-    def __init__(self, clock: Callable[[], float] | None = None) -> None:
+    def __init__(
+        self,
+        clock: Callable[[], float] | None = None,
+        history_retention: float | str = DEFAULT_RETENTION,
+    ) -> None:
+        """``history_retention``: how long history events are kept (seconds, or a span such
+        as ``"90d"``)."""
         import time
 
+        self._events = EventLog(history.span(history_retention))
         self._state = MemoryState()
         self._lock = threading.RLock()
         self._clock = clock or time.time
@@ -186,9 +228,11 @@ class MemoryStore(PythonLedgerStore):
             if changes is not None:
                 now = self._clock()
                 self._state.apply(changes, now)
+                self._events.keep(changes.events)
                 self._changes += 1
                 if self._changes % PRUNE_EVERY == 0:
                     self._state.prune(now)
+                    self._events.prune()
         return outcome
 
     def _replace(self, records: dict[str, UserRecord]) -> None:
@@ -211,3 +255,14 @@ class MemoryStore(PythonLedgerStore):
             if user is None:
                 return self._state.open_holds()
             return self._state.holds_touching(user)
+
+    def history(
+        self,
+        user: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[HistoryEvent]:
+        with self._lock:
+            return self._events.query(user, model, since, until, limit)

@@ -17,7 +17,7 @@ from contextlib import AbstractContextManager, contextmanager
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, ClassVar
 
-from .. import ledger
+from .. import history, ledger
 from ..errors import (
     BudgetExceededError,
     HierarchyError,
@@ -30,6 +30,7 @@ from ..errors import (
     UnknownUserError,
 )
 from ..events import Alert
+from ..history import DEFAULT_RETENTION, HistoryEvent
 from ..ledger import Level, Outcome
 from ..records import MAX_MODELS, HoldRecord, UserRecord, hold_to_json, loads
 from .aio import AsyncBudgetStore
@@ -238,13 +239,13 @@ class PostgresStore(SqlStore):
         return self.outcome(answer)
 
     # -- the ledger operations: each one call of a function ----------------------------------------
-    def put(self, user: str, record: UserRecord) -> UserRecord:
-        outcome = self._call(self.put_call(user, record))
+    def put(self, user: str, record: UserRecord, now: float | None = None) -> UserRecord:
+        outcome = self._call(self.put_call(user, record, now))
         assert outcome.record is not None
         return outcome.record
 
-    def delete(self, user: str) -> bool:
-        return not self._call(self.delete_call(user)).replayed
+    def delete(self, user: str, now: float | None = None) -> bool:
+        return not self._call(self.delete_call(user, now)).replayed
 
     def charge(
         self,
@@ -255,9 +256,10 @@ class PostgresStore(SqlStore):
         limit_check: bool = False,
         key: str | None = None,
         thresholds: Sequence[Decimal] = (),
+        tokens: dict[str, int] | None = None,
     ) -> Outcome:
         return self._call(
-            self.charge_call(levels, model, amount, now, limit_check, key, thresholds)
+            self.charge_call(levels, model, amount, now, limit_check, key, thresholds, tokens)
         )
 
     def hold(
@@ -281,17 +283,19 @@ class PostgresStore(SqlStore):
         model: str | None,
         thresholds: Sequence[Decimal] = (),
         known: HoldRecord | None = None,
+        now: float | None = None,
+        tokens: dict[str, int] | None = None,
     ) -> Outcome:
-        return self._call(self.settle_call(hold_id, amount, model, thresholds, known))
+        return self._call(self.settle_call(hold_id, amount, model, thresholds, known, now, tokens))
 
-    def release(self, hold_id: str) -> Outcome:
-        return self._call(self.release_call(hold_id))
+    def release(self, hold_id: str, now: float | None = None) -> Outcome:
+        return self._call(self.release_call(hold_id, now))
 
-    def reset(self, user: str) -> Outcome:
-        return self._call(self.reset_call(user))
+    def reset(self, user: str, now: float | None = None) -> Outcome:
+        return self._call(self.reset_call(user, now))
 
-    def roll(self, levels: Sequence[Level]) -> Outcome:
-        return self._call(self.roll_call(levels))
+    def roll(self, levels: Sequence[Level], now: float | None = None) -> Outcome:
+        return self._call(self.roll_call(levels, now))
 
     # -- the calls, for the sync and the asyncio store alike ----------------------------------------
     def outcome(self, answer: dict[str, Any]) -> Outcome:
@@ -309,11 +313,11 @@ class PostgresStore(SqlStore):
             bool(answer.get("replayed")),
         )
 
-    def put_call(self, user: str, record: UserRecord) -> FunctionCall:
+    def put_call(self, user: str, record: UserRecord, now: float | None = None) -> FunctionCall:
         ledger.check_names(user, record)
         row = self.row(record)
         return (
-            "bm_put(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
+            "bm_put(%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s)",
             (
                 self.project,
                 user,
@@ -327,11 +331,13 @@ class PostgresStore(SqlStore):
                 record.on_unknown_model,
                 record.on_store_error,
                 self.max_levels,
+                record.period_end(),
+                _now(now),
             ),
         )
 
-    def delete_call(self, user: str) -> FunctionCall:
-        return "bm_delete(%s, %s)", (self.project, user)
+    def delete_call(self, user: str, now: float | None = None) -> FunctionCall:
+        return "bm_delete(%s, %s, %s)", (self.project, user, _now(now))
 
     def charge_call(
         self,
@@ -342,6 +348,7 @@ class PostgresStore(SqlStore):
         limit_check: bool = False,
         key: str | None = None,
         thresholds: Sequence[Decimal] = (),
+        tokens: dict[str, int] | None = None,
     ) -> FunctionCall:
         key_id = request = None
         if key is not None:
@@ -349,7 +356,7 @@ class PostgresStore(SqlStore):
             request = bytes.fromhex(ledger.request_fingerprint(levels[0][0], model, amount))
         return (
             "bm_charge(%s, %s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[],"
-            " %s, %s, %s, %s, %s, %s, %s, %s::numeric[], %s)",
+            " %s, %s, %s, %s, %s, %s, %s, %s::numeric[], %s, %s)",
             (
                 self.project,
                 *_windows(levels),
@@ -362,6 +369,7 @@ class PostgresStore(SqlStore):
                 now - self.idempotency_ttl,
                 list(thresholds),
                 self.max_models,
+                _tokens(tokens),
             ),
         )
 
@@ -388,9 +396,11 @@ class PostgresStore(SqlStore):
         model: str | None,
         thresholds: Sequence[Decimal] = (),
         known: HoldRecord | None = None,
+        now: float | None = None,
+        tokens: dict[str, int] | None = None,
     ) -> FunctionCall:
         return (
-            "bm_settle(%s, %s, %s, %s, %s::numeric[], %s, %s::jsonb)",
+            "bm_settle(%s, %s, %s, %s, %s::numeric[], %s, %s::jsonb, %s, %s)",
             (
                 self.project,
                 hold_id,
@@ -399,21 +409,30 @@ class PostgresStore(SqlStore):
                 list(thresholds),
                 self.max_models,
                 None if known is None else hold_to_json(known),
+                _now(now),
+                _tokens(tokens),
             ),
         )
 
-    def release_call(self, hold_id: str) -> FunctionCall:
-        return "bm_release(%s, %s)", (self.project, hold_id)
+    def release_call(self, hold_id: str, now: float | None = None) -> FunctionCall:
+        return "bm_release(%s, %s, %s)", (self.project, hold_id, _now(now))
 
-    def reset_call(self, user: str) -> FunctionCall:
-        return "bm_reset(%s, %s)", (self.project, user)
+    def reset_call(self, user: str, now: float | None = None) -> FunctionCall:
+        return "bm_reset(%s, %s, %s)", (self.project, user, _now(now))
 
-    def roll_call(self, levels: Sequence[Level]) -> FunctionCall:
-        users, periods, anchors, starts, _ = _windows(levels)
+    def roll_call(self, levels: Sequence[Level], now: float | None = None) -> FunctionCall:
         return (
-            "bm_roll(%s, %s::text[], %s::text[], %s::float8[], %s::float8[])",
-            (self.project, users, periods, anchors, starts),
+            "bm_roll(%s, %s::text[], %s::text[], %s::float8[], %s::float8[], %s::float8[], %s)",
+            (self.project, *_windows(levels), _now(now)),
         )
+
+
+def _now(now: float | None) -> float:
+    return time.time() if now is None else now
+
+
+def _tokens(tokens: dict[str, int] | None) -> str | None:
+    return None if tokens is None else json.dumps(tokens)
 
 
 def _windows(levels: Sequence[Level]) -> tuple[str, ...]:
@@ -552,6 +571,7 @@ class AsyncPostgresStore(AsyncBudgetStore):
         *,
         max_models: int = MAX_MODELS,
         idempotency_ttl: float = IDEMPOTENCY_TTL,
+        history_retention: float | str = DEFAULT_RETENTION,
         **options: Any,
     ) -> AsyncPostgresStore:
         if options:
@@ -564,6 +584,7 @@ class AsyncPostgresStore(AsyncBudgetStore):
             _nothing,
             max_models=max_models,
             idempotency_ttl=idempotency_ttl,
+            history_retention=history.span(history_retention),
         )
         return cls(AsyncPostgresDatabase(url), calls)
 
@@ -601,13 +622,13 @@ class AsyncPostgresStore(AsyncBudgetStore):
         found: list[HoldRecord] = await self.db.read(self.calls.holds_query(user))
         return found
 
-    async def put(self, user: str, record: UserRecord) -> UserRecord:
-        outcome = await self._call(self.calls.put_call(user, record))
+    async def put(self, user: str, record: UserRecord, now: float | None = None) -> UserRecord:
+        outcome = await self._call(self.calls.put_call(user, record, now))
         assert outcome.record is not None
         return outcome.record
 
-    async def delete(self, user: str) -> bool:
-        return not (await self._call(self.calls.delete_call(user))).replayed
+    async def delete(self, user: str, now: float | None = None) -> bool:
+        return not (await self._call(self.calls.delete_call(user, now))).replayed
 
     async def replace_all(self, records: dict[str, UserRecord]) -> None:
         ledger.check_forest(records)
@@ -622,14 +643,26 @@ class AsyncPostgresStore(AsyncBudgetStore):
     async def settle(self, *args: Any) -> Outcome:
         return await self._call(self.calls.settle_call(*args))
 
-    async def release(self, hold_id: str) -> Outcome:
-        return await self._call(self.calls.release_call(hold_id))
+    async def release(self, hold_id: str, now: float | None = None) -> Outcome:
+        return await self._call(self.calls.release_call(hold_id, now))
 
-    async def reset(self, user: str) -> Outcome:
-        return await self._call(self.calls.reset_call(user))
+    async def reset(self, user: str, now: float | None = None) -> Outcome:
+        return await self._call(self.calls.reset_call(user, now))
 
-    async def roll(self, levels: Sequence[Level]) -> Outcome:
-        return await self._call(self.calls.roll_call(levels))
+    async def roll(self, levels: Sequence[Level], now: float | None = None) -> Outcome:
+        return await self._call(self.calls.roll_call(levels, now))
+
+    async def history(
+        self,
+        user: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[HistoryEvent]:
+        query = self.calls.history_query(user, model, since, until, limit)
+        found: list[HistoryEvent] = await self.db.read(query)
+        return found
 
     async def close(self) -> None:
         if self._owns_db:

@@ -3,6 +3,7 @@ of their own: a file lock (JSON), a database transaction (SQLite), a mutex (memo
 
 from __future__ import annotations
 
+import time
 from abc import abstractmethod
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -28,13 +29,13 @@ class PythonLedgerStore(BudgetStore):
     def _replace(self, records: dict[str, UserRecord]) -> None:
         """Make ``records`` the whole user dict (hierarchy already checked)."""
 
-    def put(self, user: str, record: UserRecord) -> UserRecord:
-        outcome = self._apply(ledger.put, user, record)
+    def put(self, user: str, record: UserRecord, now: float | None = None) -> UserRecord:
+        outcome = self._apply(ledger.put, user, record, _now(now))
         assert outcome.record is not None
         return outcome.record
 
-    def delete(self, user: str) -> bool:
-        return not self._apply(ledger.delete, user).replayed
+    def delete(self, user: str, now: float | None = None) -> bool:
+        return not self._apply(ledger.delete, user, _now(now)).replayed
 
     def replace_all(self, records: dict[str, UserRecord]) -> None:
         ledger.check_forest(records)
@@ -49,9 +50,19 @@ class PythonLedgerStore(BudgetStore):
         limit_check: bool = False,
         key: str | None = None,
         thresholds: Sequence[Decimal] = (),
+        tokens: dict[str, int] | None = None,
     ) -> Outcome:
         return self._apply(
-            ledger.charge, levels, model, amount, now, limit_check, key, thresholds, self.max_models
+            ledger.charge,
+            levels,
+            model,
+            amount,
+            now,
+            limit_check,
+            key,
+            thresholds,
+            self.max_models,
+            tokens,
         )
 
     def hold(
@@ -75,19 +86,33 @@ class PythonLedgerStore(BudgetStore):
         model: str | None,
         thresholds: Sequence[Decimal] = (),
         known: HoldRecord | None = None,
+        now: float | None = None,
+        tokens: dict[str, int] | None = None,
     ) -> Outcome:
         return self._apply(
-            ledger.settle, hold_id, amount, model, thresholds, known, self.max_models
+            ledger.settle,
+            hold_id,
+            amount,
+            model,
+            thresholds,
+            known,
+            self.max_models,
+            _now(now),
+            tokens,
         )
 
-    def release(self, hold_id: str) -> Outcome:
-        return self._apply(ledger.release, hold_id)
+    def release(self, hold_id: str, now: float | None = None) -> Outcome:
+        return self._apply(ledger.release, hold_id, _now(now))
 
-    def reset(self, user: str) -> Outcome:
-        return self._apply(ledger.reset, user)
+    def reset(self, user: str, now: float | None = None) -> Outcome:
+        return self._apply(ledger.reset, user, _now(now))
 
-    def roll(self, levels: Sequence[Level]) -> Outcome:
-        return self._apply(ledger.roll, levels)
+    def roll(self, levels: Sequence[Level], now: float | None = None) -> Outcome:
+        return self._apply(ledger.roll, levels, _now(now))
+
+
+def _now(now: float | None) -> float:
+    return time.time() if now is None else now
 
 
 __all__ = ["LedgerState", "PythonLedgerStore"]

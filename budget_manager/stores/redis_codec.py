@@ -35,6 +35,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import time
 import uuid
 from collections.abc import Generator, Iterable, Sequence
 from decimal import Decimal, InvalidOperation
@@ -53,6 +54,7 @@ from ..errors import (
     UnknownUserError,
 )
 from ..events import Alert
+from ..history import HistoryEvent, latest, selected
 from ..ledger import (
     MAX_LEVELS,
     ChainChanged,
@@ -63,7 +65,7 @@ from ..ledger import (
 )
 from ..money import ZERO
 from ..periods import Period, parse_duration
-from ..records import MAX_MODELS, HoldRecord, UserRecord, loads
+from ..records import HoldRecord, UserRecord, loads
 
 T = TypeVar("T")
 
@@ -112,7 +114,7 @@ class Relevel(Exception):
 class Keys:
     """Key names of one project under one prefix."""
 
-    __slots__ = ("base", "marker", "tree", "users")
+    __slots__ = ("base", "events", "marker", "tree", "users")
 
     def __init__(self, prefix: str, project: str) -> None:
         tag = hashlib.sha256(project.encode("utf-8")).hexdigest()[:16]
@@ -120,6 +122,8 @@ class Keys:
         self.marker = self.base + "marker"
         self.users = self.base + "users"
         self.tree = self.base + "tree"
+        #: the history stream, and the id it last gave an event
+        self.events = [self.base + "events", self.base + "events:last"]
 
     def record(self, user: str) -> str:
         return self.base + "u:" + user
@@ -133,6 +137,24 @@ class Keys:
     def key(self, key: str) -> str:
         digest = hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()[:32]
         return self.base + "k:" + digest
+
+
+class Recording(NamedTuple):
+    """How a project's history is kept: its retention and the stream's cap (entries)."""
+
+    retention: float
+    cap: int
+
+    def tail(self, now: float | None, tokens: dict[str, int] | None, end: str = "") -> list[str]:
+        """What every change's script takes last: the event's time, the retention (ms), the
+        cap, the tokens (JSON) and the window end (see lib.lua's history_event)."""
+        return [
+            repr(time.time() if now is None else float(now)),
+            str(int(self.retention * 1000)),
+            str(self.cap),
+            "" if tokens is None else json.dumps(tokens),
+            end,
+        ]
 
 
 def check_prefix(prefix: str) -> str:
@@ -517,23 +539,31 @@ def read_hold(keys: Keys, hold_id: str) -> Plan[HoldRecord | None]:
     return decode_hold(reply[1], hold_id)
 
 
-def put(keys: Keys, user: str, record: UserRecord) -> Plan[UserRecord]:
+def put(
+    keys: Keys, user: str, record: UserRecord, recording: Recording, now: float | None
+) -> Plan[UserRecord]:
     fields = encode_record(record)
     reply = yield Call(
         "put",
-        [keys.users, keys.tree, keys.record(user)],
-        [user, record.parent or "", str(MAX_LEVELS), *fields],
+        [keys.users, keys.tree, keys.record(user), *keys.events],
+        [
+            user,
+            record.parent or "",
+            str(MAX_LEVELS),
+            *fields,
+            *recording.tail(now, None, _stamp(record.period_end())),
+        ],
     )
     stored = outcome(reply, user).record
     assert stored is not None
     return stored
 
 
-def delete(keys: Keys, user: str) -> Plan[bool]:
+def delete(keys: Keys, user: str, recording: Recording, now: float | None) -> Plan[bool]:
     reply = yield Call(
         "delete",
-        [keys.users, keys.tree, keys.record(user)],
-        [user],
+        [keys.users, keys.tree, keys.record(user), *keys.events],
+        [user, *recording.tail(now, None)],
         retry=False,  # a second try would answer "there was none"
     )
     return not outcome(reply, user).replayed
@@ -567,7 +597,9 @@ def charge(
     limit_check: bool,
     key: str | None,
     thresholds: Sequence[Decimal],
-    max_models: int = MAX_MODELS,
+    max_models: int,
+    recording: Recording,
+    tokens: dict[str, int] | None = None,
 ) -> Plan[Outcome]:
     user = levels[0][0]
     if model is not None:
@@ -575,7 +607,11 @@ def charge(
     fingerprint = "" if key is None else request_fingerprint(user, model, amount)
     reply = yield Call(
         "charge",
-        [keys.marker if key is None else keys.key(key), *_level_keys(keys, (n for n, _ in levels))],
+        [
+            keys.marker if key is None else keys.key(key),
+            *_level_keys(keys, (n for n, _ in levels)),
+            *keys.events,
+        ],
         [
             fingerprint,
             str(KEY_RETENTION),
@@ -586,6 +622,7 @@ def charge(
             str(max_models),
             *encode_thresholds(thresholds),
             *_window_args(levels),
+            *recording.tail(now, tokens, _stamp(levels[0][1].end)),
         ],
         retry=key is not None,
     )
@@ -613,6 +650,7 @@ def hold_call(
     now: float,
     model: str | None,
     limit_check: bool,
+    recording: Recording,
 ) -> Pending:
     user = levels[0][0]
     keep_ms = int((max(expires_at - now, 0.0) + HOLD_RETENTION) * 1000) + 1
@@ -620,7 +658,7 @@ def hold_call(
     expires_at, now = float(expires_at), float(now)
     call = Call(
         "hold",
-        [keys.hold(hold_id), *_level_keys(keys, (n for n, _ in levels))],
+        [keys.hold(hold_id), *_level_keys(keys, (n for n, _ in levels)), *keys.events],
         [
             hold_id,
             user,
@@ -631,24 +669,11 @@ def hold_call(
             "1" if limit_check else "0",
             str(keep_ms),
             *_window_args(levels),
+            *recording.tail(now, None, _stamp(levels[0][1].end)),
         ],
     )
     new = HoldRecord(hold_id, user, Decimal(held), (), expires_at, now, model)
     return Pending(call, user, hold_id, new)
-
-
-def hold(
-    keys: Keys,
-    levels: Sequence[Level],
-    hold_id: str,
-    amount: Decimal,
-    expires_at: float,
-    now: float,
-    model: str | None,
-    limit_check: bool,
-) -> Plan[Outcome]:
-    pending = hold_call(keys, levels, hold_id, amount, expires_at, now, model, limit_check)
-    return pending.result((yield pending.call))
 
 
 _KEEP_MS = str(int(HOLD_RETENTION * 1000))
@@ -662,7 +687,10 @@ def settle_call(
     thresholds: Sequence[Decimal],
     known: HoldRecord | None,
     levels: tuple[tuple[str, float | None], ...],
-    max_models: int = MAX_MODELS,
+    max_models: int,
+    recording: Recording,
+    now: float | None = None,
+    tokens: dict[str, int] | None = None,
 ) -> Pending:
     """The settle of a hold whose ``levels`` are known (``known``'s, when given)."""
     if model is not None:
@@ -694,7 +722,7 @@ def settle_call(
         remembered = [""]
     call = Call(
         "settle",
-        [keys.hold(hold_id), *_level_keys(keys, (n for n, _ in levels))],
+        [keys.hold(hold_id), *_level_keys(keys, (n for n, _ in levels)), *keys.events],
         [
             hold_id,
             settled,
@@ -703,6 +731,7 @@ def settle_call(
             *encode_thresholds(thresholds),
             *level_args(levels),
             *remembered,
+            *recording.tail(now, tokens),
         ],
     )
     return Pending(call, "", hold_id, expected)
@@ -716,7 +745,10 @@ def settle(
     thresholds: Sequence[Decimal],
     known: HoldRecord | None,
     levels: tuple[tuple[str, float | None], ...] | None,
-    max_models: int = MAX_MODELS,
+    max_models: int,
+    recording: Recording,
+    now: float | None = None,
+    tokens: dict[str, int] | None = None,
 ) -> Plan[Outcome]:
     """``levels``: the hold's levels if the caller knows them (else they are read first)."""
     if known is not None:
@@ -727,7 +759,19 @@ def settle(
             raise UnknownHoldError(hold_id)
         levels = found.levels
     for _ in range(2):
-        pending = settle_call(keys, hold_id, amount, model, thresholds, known, levels, max_models)
+        pending = settle_call(
+            keys,
+            hold_id,
+            amount,
+            model,
+            thresholds,
+            known,
+            levels,
+            max_models,
+            recording,
+            now,
+            tokens,
+        )
         try:
             return pending.result((yield pending.call))
         except Relevel as other:
@@ -737,7 +781,11 @@ def settle(
 
 
 def release(
-    keys: Keys, hold_id: str, levels: tuple[tuple[str, float | None], ...] | None
+    keys: Keys,
+    hold_id: str,
+    levels: tuple[tuple[str, float | None], ...] | None,
+    recording: Recording,
+    now: float | None,
 ) -> Plan[Outcome]:
     for _ in range(2):
         if levels is None:
@@ -747,8 +795,8 @@ def release(
             levels = found.levels
         reply = yield Call(
             "release",
-            [keys.hold(hold_id), *_level_keys(keys, (n for n, _ in levels))],
-            [hold_id, *level_args(levels)],
+            [keys.hold(hold_id), *_level_keys(keys, (n for n, _ in levels)), *keys.events],
+            [hold_id, *level_args(levels), *recording.tail(now, None)],
         )
         try:
             return outcome(reply, "", hold_id)
@@ -757,15 +805,92 @@ def release(
     raise StoreError(f"the levels of hold {hold_id!r} kept changing")
 
 
-def reset(keys: Keys, user: str) -> Plan[Outcome]:
-    reply = yield Call("reset", [keys.record(user)], [user])
+def reset(keys: Keys, user: str, recording: Recording, now: float | None) -> Plan[Outcome]:
+    reply = yield Call(
+        "reset", [keys.record(user), *keys.events], [user, *recording.tail(now, None)]
+    )
     return outcome(reply, user)
 
 
-def roll(keys: Keys, levels: Sequence[Level]) -> Plan[Outcome]:
+def roll(
+    keys: Keys, levels: Sequence[Level], recording: Recording, now: float | None
+) -> Plan[Outcome]:
     user = levels[0][0]
-    reply = yield Call("roll", [keys.record(n) for n, _ in levels], _window_args(levels))
+    ends = ",".join(_stamp(w.end) or "-" for _, w in levels)
+    reply = yield Call(
+        "roll",
+        [*(keys.record(n) for n, _ in levels), *keys.events],
+        [*_window_args(levels), *recording.tail(now, None, ends)],
+    )
     return outcome(reply, user)
+
+
+#: History entries read per script call.
+PAGE = 1_000
+
+
+def history(
+    keys: Keys,
+    user: str | None,
+    model: str | None,
+    since: float | None,
+    until: float | None,
+    limit: int | None,
+) -> Plan[list[HistoryEvent]]:
+    """The events that match (the latest ``limit`` of them), oldest first: read newest first
+    in pages until enough match."""
+    low = "-" if since is None else _ms_id(since)
+    high = "+" if until is None else _ms_id(until, end=True)
+    found: list[HistoryEvent] = []
+    while limit is None or len(found) < limit:
+        reply = _ok((yield Call("history", [keys.events[0]], [low, high, str(PAGE), "1"])))
+        page = reply[1]
+        for _, fields in page:
+            event = decode_event(fields)
+            if (
+                (user is None or event.user == user)
+                and (model is None or event.model == model)
+                and (since is None or event.time >= since)
+                and (until is None or event.time < until)
+            ):
+                found.append(event)
+        if len(page) < PAGE:
+            break
+        high = "(" + page[-1][0].decode()
+    found.reverse()
+    return latest(selected(found), limit)
+
+
+def _ms_id(moment: float, end: bool = False) -> str:
+    """The stream id bound (whole milliseconds) that takes in every event at ``moment``."""
+    return str(max(int(moment * 1000) + (1 if end else 0), 0))
+
+
+def decode_event(flat: Sequence[bytes]) -> HistoryEvent:
+    """An event as a history stream entry holds it."""
+    fields = {flat[i].decode(): flat[i + 1].decode() for i in range(0, len(flat), 2)}
+
+    def optional(name: str) -> str | None:
+        return fields.get(name) or None
+
+    def stamp(name: str) -> float | None:
+        value = optional(name)
+        return None if value is None else float(value)
+
+    tokens = optional("tk")
+    amount = optional("a")
+    return HistoryEvent(
+        float(fields["t"]),
+        fields["k"],
+        fields["u"],
+        optional("m"),
+        Decimal(fields.get("c") or "0"),
+        None if amount is None else Decimal(amount),
+        None if tokens is None else json.loads(tokens),
+        optional("h"),
+        stamp("ws"),
+        stamp("we"),
+    )
 
 
 def open_call(keys: Keys, seen: bytes | None) -> Call:

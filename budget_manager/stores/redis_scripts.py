@@ -27,6 +27,7 @@ NAMES = (
     "release",
     "reset",
     "roll",
+    "history",
 )
 _DEFINITION = re.compile(r"^local function (\w+)\(", re.M)
 _COMMENT = re.compile(r"--[^\n]*")

@@ -12,6 +12,8 @@ Four tables hold every project of a database:
 - ``bm_charge_keys``: one fixed-size row per keyed charge within the idempotency window (24
   hours by default): a digest of (project, key), a digest of the request, and when it was
   applied. A repeated key is applied once; the table stays bounded whatever requests carry.
+- ``bm_events``: the history, one row per change, written in the change's transaction and kept
+  for the retention (90 days by default).
 
 How each ledger operation runs atomically is the dialect's business: SQLite runs the Python
 rules (:mod:`budget_manager.ledger`) inside one ``BEGIN IMMEDIATE`` transaction; PostgreSQL calls
@@ -33,8 +35,9 @@ from importlib import resources
 from typing import Any, ClassVar, NamedTuple, Protocol
 from urllib.parse import urlsplit, urlunsplit
 
-from .. import ledger, names
+from .. import history, ledger, names
 from ..errors import InvalidInputError
+from ..history import DEFAULT_RETENTION, HistoryEvent
 from ..records import MAX_MODELS, HoldRecord, UserRecord, from_json, loads
 from .base import BudgetStore
 from .memory import HOLD_RETENTION
@@ -64,6 +67,7 @@ UPSERT = (
     " parent = excluded.parent, fired = excluded.fired,"
     " on_unknown_model = excluded.on_unknown_model, on_store_error = excluded.on_store_error"
 )
+EVENT_COLUMNS = "at, kind, user_id, model, cost, amount, tokens, hold_id, window_start, window_end"
 #: One statement with its parameters (``?`` placeholders).
 Statement = tuple[str, tuple[Any, ...]]
 
@@ -151,15 +155,26 @@ class SqlStore(BudgetStore):
         *,
         max_models: int = MAX_MODELS,
         idempotency_ttl: float = IDEMPOTENCY_TTL,
+        history_retention: float | str = DEFAULT_RETENTION,
         **options: Any,
     ) -> SqlStore:
-        """Options: ``max_models``, the cap on distinct models in a budget's period (100), and
-        ``idempotency_ttl``, how long a charge's idempotency key is remembered (86400 s)."""
+        """Options: ``max_models``, the cap on distinct models in a budget's period (100);
+        ``idempotency_ttl``, how long a charge's idempotency key is remembered (86400 s); and
+        ``history_retention``, how long history events are kept (seconds or a span such as
+        ``"90d"``; 90 days)."""
         if options:
             raise InvalidInputError(f"unknown {cls.label} store options: {sorted(options)}")
         names.check(project, "project")
+        retention = history.span(history_retention)
         db, release = cls.databases.acquire(url)
-        return cls(db, project, release, max_models=max_models, idempotency_ttl=idempotency_ttl)
+        return cls(
+            db,
+            project,
+            release,
+            max_models=max_models,
+            idempotency_ttl=idempotency_ttl,
+            history_retention=retention,
+        )
 
     def __init__(
         self,
@@ -169,6 +184,7 @@ class SqlStore(BudgetStore):
         *,
         max_models: int = MAX_MODELS,
         idempotency_ttl: float = IDEMPOTENCY_TTL,
+        history_retention: float = DEFAULT_RETENTION,
     ) -> None:
         self.project = names.check(project, "project")
         if isinstance(max_models, bool) or not isinstance(max_models, int) or max_models < 1:
@@ -185,6 +201,7 @@ class SqlStore(BudgetStore):
         self.db = db
         self.max_models = max_models
         self.idempotency_ttl = float(idempotency_ttl)
+        self.history_retention = float(history_retention)
         self._release = release
         self._closed = False
 
@@ -197,6 +214,7 @@ class SqlStore(BudgetStore):
             _nothing,
             max_models=self.max_models,
             idempotency_ttl=self.idempotency_ttl,
+            history_retention=self.history_retention,
         )
 
     # -- rows ------------------------------------------------------------------------------------
@@ -260,6 +278,40 @@ class SqlStore(BudgetStore):
             settled=None if settled is None else Decimal(str(settled)),
         )
 
+    def event_row(self, event: HistoryEvent) -> tuple[Any, ...]:
+        """The columns of :data:`EVENT_COLUMNS` for ``event`` (after the project)."""
+        money = self.db.money_param
+        return (
+            self.project,
+            event.time,
+            event.kind,
+            event.user,
+            event.model,
+            money(event.cost),
+            None if event.amount is None else money(event.amount),
+            None if event.tokens is None else json.dumps(event.tokens),
+            event.hold_id,
+            event.window_start,
+            event.window_end,
+        )
+
+    @staticmethod
+    def event_of(row: Sequence[Any]) -> HistoryEvent:
+        """The event a row of :data:`EVENT_COLUMNS` holds."""
+        at, kind, user, model, cost, amount, tokens, hold_id, start, end = row
+        return HistoryEvent(
+            float(at),
+            kind,
+            user,
+            model,
+            Decimal(str(cost)),
+            None if amount is None else Decimal(str(amount)),
+            (json.loads(tokens) if isinstance(tokens, str) else tokens) if tokens else None,
+            hold_id,
+            None if start is None else float(start),
+            None if end is None else float(end),
+        )
+
     def select(self, cur: Cursor, user: str) -> UserRecord | None:
         """The user's record."""
         cur.execute(
@@ -293,6 +345,12 @@ class SqlStore(BudgetStore):
                 "DELETE FROM bm_holds WHERE project = ? AND expires_at < ?",
                 (self.project, now - HOLD_RETENTION),
             ),
+            # the history's own clock: its newest event (tests and replays use other clocks)
+            (
+                "DELETE FROM bm_events WHERE project = ? AND at <"
+                " (SELECT max(at) FROM bm_events WHERE project = ?) - ?",
+                (self.project, self.project, self.history_retention),
+            ),
         ]
 
     def key_id(self, key: str) -> bytes:
@@ -321,6 +379,37 @@ class SqlStore(BudgetStore):
             f"SELECT user_id, {COLUMNS} FROM bm_budgets WHERE project = ? ORDER BY user_id",
             (self.project,),
             lambda rows: {found[0]: self.record_of(found[0], found[1:]) for found in rows},
+        )
+
+    def history_query(
+        self,
+        user: str | None,
+        model: str | None,
+        since: float | None,
+        until: float | None,
+        limit: int | None,
+    ) -> Query:
+        """The events that match, the latest ``limit`` of them, answered oldest first."""
+        where: list[str] = ["project = ?"]
+        params: list[Any] = [self.project]
+        for condition, value in (
+            ("user_id = ?", user),
+            ("model = ?", model),
+            ("at >= ?", since),
+            ("at < ?", until),
+        ):
+            if value is not None:
+                where.append(condition)
+                params.append(value)
+        sql = (
+            f"SELECT {EVENT_COLUMNS} FROM bm_events WHERE {' AND '.join(where)}"
+            " ORDER BY at DESC, seq DESC"
+        )
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        return Query(
+            sql, tuple(params), lambda rows: [self.event_of(found) for found in reversed(rows)]
         )
 
     def holds_query(self, user: str | None) -> Query:
@@ -355,6 +444,17 @@ class SqlStore(BudgetStore):
 
     def holds(self, user: str | None = None) -> list[HoldRecord]:
         found: list[HoldRecord] = self._read(self.holds_query(user))
+        return found
+
+    def history(
+        self,
+        user: str | None = None,
+        model: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+        limit: int | None = None,
+    ) -> list[HistoryEvent]:
+        found: list[HistoryEvent] = self._read(self.history_query(user, model, since, until, limit))
         return found
 
     # -- whole dicts and housekeeping -------------------------------------------------------------

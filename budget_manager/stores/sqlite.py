@@ -28,7 +28,16 @@ from ..ledger import Changes, Outcome
 from ..records import HoldRecord, UserRecord
 from .base import register
 from .python_ledger import PythonLedgerStore
-from .sql import HOLD_COLUMNS, Cursor, Database, SharedDatabases, SqlStore, _prefixed, statements
+from .sql import (
+    EVENT_COLUMNS,
+    HOLD_COLUMNS,
+    Cursor,
+    Database,
+    SharedDatabases,
+    SqlStore,
+    _prefixed,
+    statements,
+)
 
 #: Columns added to bm_budgets after the first release, with their types.
 _LATER_COLUMNS = {"parent": "TEXT", "fired": "TEXT", "on_unknown_model": "TEXT"}
@@ -212,6 +221,12 @@ class SqlState:
                 self.store.upsert(cur, user, record)
         for hold in changes.holds.values():
             self._write_hold(hold)
+        for event in changes.events:
+            cur.execute(
+                f"INSERT INTO bm_events (project, {EVENT_COLUMNS})"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                self.store.event_row(event),
+            )
         if changes.key is not None:
             key, fingerprint = changes.key
             cur.execute(

@@ -6,6 +6,8 @@
 -- Errors carry their own SQLSTATE, translated by budget_manager/stores/postgres.py:
 --   BM001 unknown user    BM002 hierarchy changed    BM003 budget exceeded (DETAIL: JSON)
 --   BM004 unknown hold    BM005 idempotency conflict BM006 invalid input    BM007 too many models
+-- Each change also writes its history event(s) into bm_events, in its own transaction.
+--
 -- Every answer is JSON text: {"row": [...], "hold": [...], "rolled": [...], "alerts": [...],
 -- "replayed": bool}: the user's bm_budgets row and the hold's bm_holds row as arrays, in the column
 -- order of COLUMNS / HOLD_COLUMNS in budget_manager/stores/sql.py.
@@ -75,7 +77,7 @@ CREATE OR REPLACE FUNCTION bm_charge(
     p_project text, p_users text[], p_periods text[], p_anchors float8[], p_starts float8[],
     p_ends float8[], p_model text, p_amount numeric, p_now float8, p_limit boolean,
     p_key bytea, p_request bytea, p_key_since float8, p_thresholds numeric[],
-    p_max_models integer
+    p_max_models integer, p_tokens text
 ) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     n integer := cardinality(p_users);
@@ -164,6 +166,9 @@ BEGIN
                 b.on_unknown_model, b.on_store_error);
         END IF;
     END LOOP;
+    INSERT INTO bm_events (project, at, kind, user_id, model, cost, tokens, window_start, window_end)
+    VALUES (p_project, p_now, 'charge', p_users[1], p_model, p_amount, p_tokens, p_starts[1],
+            p_ends[1]);
     RETURN json_build_object('row', first, 'rolled', rolled, 'alerts', alerts)::text;
 END $$;
 
@@ -238,6 +243,10 @@ BEGIN
         UPDATE bm_holds SET level_starts = starts WHERE project = p_project AND hold_id = p_hold_id
         RETURNING * INTO h;
     END IF;
+    INSERT INTO bm_events (project, at, kind, user_id, model, cost, amount, hold_id, window_start,
+                           window_end)
+    VALUES (p_project, p_now, 'hold', p_users[1], p_model, 0, p_amount, p_hold_id, p_starts[1],
+            p_ends[1]);
     RETURN json_build_object('row', first, 'hold', json_build_array(h.hold_id, h.user_id,
         h.amount, h.level_users, h.level_starts, h.expires_at, h.created_at, h.model, h.state,
         h.settled), 'rolled', rolled)::text;
@@ -245,7 +254,7 @@ END $$;
 
 CREATE OR REPLACE FUNCTION bm_settle(
     p_project text, p_hold_id text, p_amount numeric, p_model text, p_thresholds numeric[],
-    p_max_models integer, p_known jsonb
+    p_max_models integer, p_known jsonb, p_now float8, p_tokens text
 ) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     h bm_holds;
@@ -319,12 +328,15 @@ BEGIN
                 b.on_unknown_model, b.on_store_error);
         END IF;
     END LOOP;
+    INSERT INTO bm_events (project, at, kind, user_id, model, cost, tokens, hold_id, window_start)
+    VALUES (p_project, p_now, 'settle', h.user_id, model, p_amount, p_tokens, p_hold_id,
+            h.level_starts[1]);
     RETURN json_build_object('row', first, 'hold', json_build_array(h.hold_id, h.user_id,
         h.amount, h.level_users, h.level_starts, h.expires_at, h.created_at, h.model, h.state,
         h.settled), 'alerts', alerts)::text;
 END $$;
 
-CREATE OR REPLACE FUNCTION bm_release(p_project text, p_hold_id text) RETURNS text
+CREATE OR REPLACE FUNCTION bm_release(p_project text, p_hold_id text, p_now float8) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     h bm_holds;
@@ -341,6 +353,10 @@ BEGIN
             AND hold_id = p_hold_id;
         UPDATE bm_holds SET state = 'released' WHERE project = p_project AND hold_id = p_hold_id
         RETURNING * INTO h;
+        INSERT INTO bm_events (project, at, kind, user_id, model, cost, amount, hold_id,
+                               window_start)
+        VALUES (p_project, p_now, 'release', h.user_id, h.model, 0, h.amount, p_hold_id,
+                h.level_starts[1]);
     END IF;
     SELECT * INTO b FROM bm_budgets WHERE project = p_project AND user_id = h.user_id;
     RETURN json_build_object('row', CASE WHEN FOUND THEN bm_row(b) END,
@@ -348,7 +364,8 @@ BEGIN
 END $$;
 
 CREATE OR REPLACE FUNCTION bm_roll(
-    p_project text, p_users text[], p_periods text[], p_anchors float8[], p_starts float8[]
+    p_project text, p_users text[], p_periods text[], p_anchors float8[], p_starts float8[],
+    p_ends float8[], p_now float8
 ) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     b bm_budgets;
@@ -373,6 +390,8 @@ BEGIN
             WHERE project = p_project AND user_id = p_users[i]
             RETURNING * INTO b;
             rolled := rolled || p_users[i];
+            INSERT INTO bm_events (project, at, kind, user_id, cost, window_start, window_end)
+            VALUES (p_project, p_now, 'roll', p_users[i], 0, p_starts[i], p_ends[i]);
         END IF;
         IF i = 1 THEN
             first := bm_row(b);
@@ -381,7 +400,7 @@ BEGIN
     RETURN json_build_object('row', first, 'rolled', rolled)::text;
 END $$;
 
-CREATE OR REPLACE FUNCTION bm_reset(p_project text, p_user text) RETURNS text
+CREATE OR REPLACE FUNCTION bm_reset(p_project text, p_user text, p_now float8) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     b bm_budgets;
@@ -391,6 +410,9 @@ BEGIN
     IF NOT FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'BM001', MESSAGE = p_user;
     END IF;
+    INSERT INTO bm_events (project, at, kind, user_id, cost, window_start)
+    VALUES (p_project, p_now, 'reset', p_user, 0,
+            CASE WHEN b.period IS NULL THEN NULL ELSE b.last_updated_at END);
     RETURN json_build_object('row', bm_row(b))::text;
 END $$;
 
@@ -399,7 +421,7 @@ END $$;
 CREATE OR REPLACE FUNCTION bm_put(
     p_project text, p_user text, p_total numeric, p_period text, p_duration text,
     p_created float8, p_start float8, p_extra text, p_parent text, p_unknown_model text,
-    p_store_error text, p_max_levels integer
+    p_store_error text, p_max_levels integer, p_end float8, p_now float8
 ) RETURNS text LANGUAGE plpgsql AS $$
 DECLARE
     depth integer := 1;
@@ -448,10 +470,13 @@ BEGIN
         extra = excluded.extra, parent = excluded.parent, fired = NULL,
         on_unknown_model = excluded.on_unknown_model, on_store_error = excluded.on_store_error
     RETURNING * INTO b;
+    INSERT INTO bm_events (project, at, kind, user_id, cost, amount, window_start, window_end)
+    VALUES (p_project, p_now, 'create', p_user, 0, p_total,
+            CASE WHEN p_period IS NULL THEN NULL ELSE p_start END, p_end);
     RETURN json_build_object('row', bm_row(b))::text;
 END $$;
 
-CREATE OR REPLACE FUNCTION bm_delete(p_project text, p_user text) RETURNS text
+CREATE OR REPLACE FUNCTION bm_delete(p_project text, p_user text, p_now float8) RETURNS text
 LANGUAGE plpgsql AS $$
 DECLARE
     kids text[];
@@ -466,5 +491,9 @@ BEGIN
             array_to_string(kids[1:5], ', ') || CASE WHEN cardinality(kids) > 5 THEN ', ...' ELSE '' END);
     END IF;
     DELETE FROM bm_budgets WHERE project = p_project AND user_id = p_user;
-    RETURN json_build_object('replayed', NOT FOUND)::text;
+    IF NOT FOUND THEN
+        RETURN json_build_object('replayed', true)::text;
+    END IF;
+    INSERT INTO bm_events (project, at, kind, user_id, cost) VALUES (p_project, p_now, 'delete', p_user, 0);
+    RETURN json_build_object('replayed', false)::text;
 END $$;

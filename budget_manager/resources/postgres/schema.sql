@@ -59,3 +59,22 @@ CREATE TABLE IF NOT EXISTS bm_charge_keys (
 CREATE INDEX IF NOT EXISTS bm_charge_keys_age ON bm_charge_keys (created_at);
 -- The first release kept a whole record per key, without bound: superseded.
 DROP TABLE IF EXISTS bm_idempotency;
+
+-- History: one row per change (see budget_manager/history.py), kept for the retention; written
+-- by the ledger functions in the transaction of the change.
+CREATE TABLE IF NOT EXISTS bm_events (
+    seq BIGSERIAL PRIMARY KEY,
+    project TEXT NOT NULL,
+    at DOUBLE PRECISION NOT NULL,
+    kind TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    model TEXT,
+    cost NUMERIC NOT NULL,
+    amount NUMERIC,
+    tokens TEXT,                 -- JSON object
+    hold_id TEXT,
+    window_start DOUBLE PRECISION,
+    window_end DOUBLE PRECISION
+);
+CREATE INDEX IF NOT EXISTS bm_events_at ON bm_events (project, at);
+CREATE INDEX IF NOT EXISTS bm_events_user ON bm_events (project, user_id, at);

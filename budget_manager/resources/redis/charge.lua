@@ -4,6 +4,8 @@
 -- ARGV: marker, request fingerprint ('' without a key), key retention (s), amount, model ('' none),
 --       now, limit check ('1' or '0'), most models per budget, thresholds (count, then 3 each),
 --       levels (count, then 4 each).
+--       Then, as for every change: the time, history retention (ms), cap, tokens, window end.
+--       KEYS end with the history stream and its last id (every change's do).
 if call('GET', KEYS[1]) ~= ARGV[1] then return lost() end
 local fingerprint = ARGV[2]
 if fingerprint ~= '' then
@@ -34,4 +36,6 @@ for _, e in ipairs(entries) do
 end
 for _, e in ipairs(entries) do flush(e) end
 if fingerprint ~= '' then call('SET', KEYS[2], fingerprint, 'EX', ARGV[3]) end
+local first = entries[1].rec
+history_event('charge', entries[1].name, model, ARGV[4], nil, nil, first.p and first.lu, ARGV[#ARGV])
 return ok(false, rolled, alerts, shown(entries[1]))

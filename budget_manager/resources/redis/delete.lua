@@ -1,6 +1,6 @@
 -- Removes a budget, refused while others name it as their parent (see ledger.delete). The sum
 -- of its open holds stays (see lib.lua), as does the set of them.
--- KEYS: marker, users, tree, budget. ARGV: marker, user.
+-- KEYS: marker, users, tree, budget. ARGV: marker, user; then the history tail (see charge.lua).
 if call('GET', KEYS[1]) ~= ARGV[1] then return lost() end
 local user = ARGV[2]
 local parent = call('HGET', KEYS[2], user)
@@ -16,4 +16,5 @@ if parent ~= '' then call('ZREM', KEYS[3], parent .. '\0' .. user) end
 local held = call('HGET', KEYS[4], 'h')
 call('DEL', KEYS[4])
 if held then call('HSET', KEYS[4], 'h', held) end
+history_event('delete', user, nil, '0', nil, nil, nil, nil)
 return ok(false)

@@ -1,7 +1,8 @@
 -- Holds an amount against every level until it expires (see ledger.hold).
 -- KEYS: marker, hold, then per level: budget, open holds.
 -- ARGV: marker, hold id, user, amount, expires at, now, model ('' none), limit check ('1' or
---       '0'), how long to keep the hold's record (ms), levels (count, then 4 each).
+--       '0'), how long to keep the hold's record (ms), levels (count, then 4 each); then the
+--       history tail (see charge.lua).
 -- A new hold is answered with its levels only (the caller knows the rest); a repeated hold id
 -- with the hold as stored (see read_hold).
 if call('GET', KEYS[1]) ~= ARGV[1] then return lost() end
@@ -37,4 +38,6 @@ for i, e in ipairs(entries) do
   put_field(e, 'h', sums[i])
   flush(e)
 end
+local first = entries[1].rec
+history_event('hold', user, ARGV[7], '0', amount, hold_id, first.p and first.lu, ARGV[#ARGV])
 return ok(false, rolled, nil, shown(entries[1]), levels)

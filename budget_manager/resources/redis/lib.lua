@@ -345,3 +345,25 @@ local function ok(replayed, rolled, alerts, record, hold)
 end
 
 -- ----------------------------------------------------------------------------------------------
+
+-- Appends a history event to the project's stream (KEYS[#KEYS - 1]; the id it was last given is
+-- kept in KEYS[#KEYS]), with the time, retention (ms), cap, tokens and window end(s) at the end of
+-- ARGV. Ids follow the callers' clock, never going back, so a time range is an id range.
+local function history_event(kind, user, model, cost, amount, hold_id, ws, we)
+  local n = #ARGV
+  local t, keep, cap, tokens = ARGV[n - 4], tonumber(ARGV[n - 3]), ARGV[n - 2], ARGV[n - 1]
+  local ms = max(floor(tonumber(t) * 1000), 0)
+  local last = call('GET', KEYS[#KEYS])
+  local seq = 0
+  if last then
+    local dash = find(last, '-', 1, true)
+    local last_ms = tonumber(sub(last, 1, dash - 1))
+    if ms <= last_ms then ms, seq = last_ms, tonumber(sub(last, dash + 1)) + 1 end
+  end
+  local id = format('%.0f-%.0f', ms, seq)
+  call('XADD', KEYS[#KEYS - 1], 'MAXLEN', '~', cap, id, 't', t, 'k', kind, 'u', user,
+    'm', model or '', 'c', cost, 'a', amount or '', 'tk', tokens, 'h', hold_id or '',
+    'ws', ws or '', 'we', we or '')
+  call('SET', KEYS[#KEYS], id)
+  call('XTRIM', KEYS[#KEYS - 1], 'MINID', format('%.0f', max(ms - keep, 0)))
+end

@@ -2,7 +2,8 @@
 -- (see ledger.put). The hierarchy is read from the users hash (user -> parent) and the tree
 -- (a sorted set of "parent\0child", listed by prefix).
 -- KEYS: marker, users, tree, budget.
--- ARGV: marker, user, parent ('' none), most levels, then the record's fields and values.
+-- ARGV: marker, user, parent ('' none), most levels, then the record's fields and values; then
+--       the history tail (see charge.lua).
 if call('GET', KEYS[1]) ~= ARGV[1] then return lost() end
 local user, parent, most = ARGV[2], ARGV[3], tonumber(ARGV[4])
 local depth, name = 1, parent
@@ -34,6 +35,8 @@ end
 call('HSET', KEYS[2], user, parent)
 local held = call('HGET', KEYS[4], 'h')
 call('DEL', KEYS[4])
-call('HSET', KEYS[4], unpack(ARGV, 5))
+call('HSET', KEYS[4], unpack(ARGV, 5, #ARGV - 5))
 if held then call('HSET', KEYS[4], 'h', held) end
+local rec = load(KEYS[4])
+history_event('create', user, nil, '0', rec.b, nil, rec.p and rec.lu, ARGV[#ARGV])
 return ok(false, nil, nil, call('HGETALL', KEYS[4]))

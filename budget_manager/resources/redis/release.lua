@@ -1,6 +1,7 @@
 -- Frees a hold, recording nothing (see ledger.release).
 -- KEYS: marker, hold, then per level of the hold: budget, open holds.
--- ARGV: marker, hold id, the hold's levels (count, then name and period start each).
+-- ARGV: marker, hold id, the hold's levels (count, then name and period start each); then the
+--       history tail (see charge.lua).
 if call('GET', KEYS[1]) ~= ARGV[1] then return lost() end
 local hold_id = ARGV[2]
 local hold = read_hold(KEYS[2])
@@ -26,4 +27,7 @@ end
 hold.s = 'released'
 local done = packed(hold)
 call('SET', KEYS[2], done, 'KEEPTTL')
+local start = parts[2]
+if start == '' then start = nil end
+history_event('release', hold.u, hold.m, '0', hold.a, hold_id, start, nil)
 return ok(false, nil, nil, shown(first), done)

@@ -4,7 +4,7 @@
 --       then 3 each), the hold's
 --       levels (count, then name and period start each), then the hold as the caller knows it
 --       (user, amount, expires at, created at, model, state, how long to keep it in ms; user ''
---       when not known): used when Redis no longer keeps it.
+--       when not known): used when Redis no longer keeps it; then the history tail (see charge.lua).
 -- Answers with the hold settled, or with no hold when Redis had it as the caller knew it.
 if call('GET', KEYS[1]) ~= ARGV[1] then return lost() end
 local hold_id, amount, model = ARGV[2], ARGV[3], ARGV[4]
@@ -63,5 +63,8 @@ if stored then
 else
   call('SET', KEYS[2], done, 'PX', ARGV[k + 6])
 end
+local start = parts[2]
+if start == '' then start = nil end
+history_event('settle', hold.u, model, amount, nil, hold_id, start, nil)
 if as_known then return ok(false, nil, alerts, shown(first)) end
 return ok(false, nil, alerts, shown(first), done)

@@ -53,3 +53,21 @@ CREATE TABLE IF NOT EXISTS bm_charge_keys (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS bm_charge_keys_age ON bm_charge_keys (created_at);
 DROP TABLE IF EXISTS bm_idempotency;
+
+-- History: one row per change (see budget_manager/history.py), kept for the retention.
+CREATE TABLE IF NOT EXISTS bm_events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    at REAL NOT NULL,
+    kind TEXT NOT NULL,
+    user_id TEXT NOT NULL,
+    model TEXT,
+    cost TEXT NOT NULL,
+    amount TEXT,
+    tokens TEXT,                 -- JSON object
+    hold_id TEXT,
+    window_start REAL,
+    window_end REAL
+);
+CREATE INDEX IF NOT EXISTS bm_events_at ON bm_events (project, at);
+CREATE INDEX IF NOT EXISTS bm_events_user ON bm_events (project, user_id, at);
