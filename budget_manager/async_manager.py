@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 from collections.abc import Iterable, Mapping, Sequence
+from decimal import Decimal
 from typing import Any, Literal
 
 from . import costs
@@ -33,6 +34,7 @@ class AsyncBudgetManager(ManagerFlows):
     """
 
     _ops: Any  # AsyncOperations or AsyncHostedStore, once opened
+    _asynchronous = True
 
     def __init__(
         self,
@@ -57,6 +59,7 @@ class AsyncBudgetManager(ManagerFlows):
         self._store: Any = None
         self._ops = None
         self._listeners: list[Any] = []
+        self._watched: set[Decimal] = set()
         self._lock: asyncio.Lock | None = None
 
     async def _ready(self) -> None:
@@ -87,6 +90,8 @@ class AsyncBudgetManager(ManagerFlows):
             where, keyed = repr(inner), not isinstance(inner, JsonFileStore | MemoryStore)
         for listener in self._listeners:
             ops.subscribe(listener)
+        if self._watched:
+            ops.watch(self._watched)
         self._keep_costs(where, keyed, outbox_dir)
         await adrive(ops, self._deliver())
         self._ops = ops
@@ -101,6 +106,11 @@ class AsyncBudgetManager(ManagerFlows):
         self._listeners.append(listener)
         if self._ops is not None:
             self._ops.subscribe(listener)
+
+    def _watch(self, fractions: frozenset[Decimal]) -> None:
+        self._watched.update(fractions)
+        if self._ops is not None:
+            self._ops.watch(self._watched)
 
     # -- the documented API (the flows, in manager_flows.py) ---------------------------------------
     create_budget = awaiting(ManagerFlows._create_budget)

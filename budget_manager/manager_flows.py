@@ -10,6 +10,8 @@ as :mod:`budget_manager.operations` does for stores);
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import math
 import os
@@ -18,7 +20,7 @@ import uuid
 from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from decimal import Decimal
-from typing import TYPE_CHECKING, Any, Literal, NamedTuple
+from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
 from . import costs, history, names, periods, records
 from .costs.worst_case import WorstCase, worst_case
@@ -30,7 +32,7 @@ from .errors import (
     UnknownModelError,
     UnknownUserError,
 )
-from .events import Listener
+from .events import DEFAULT_FRACTIONS, AlertCallback, Event, Listener, alert_fractions
 from .history import HistoryEvent, ReportBy
 from .money import ZERO, to_float, to_money
 from .operations import DEFAULT_TTL, RETRIES, Call, Flow
@@ -46,6 +48,7 @@ logger = logging.getLogger("budget_manager")
 API_BASE_ENV = "BUDGET_MANAGER_API_BASE"
 Duration = Literal["daily", "weekly", "monthly", "yearly"] | str | None
 MaxTokens = int | Literal["fit"] | None
+C = TypeVar("C", bound=AlertCallback)
 
 
 class Taken(NamedTuple):
@@ -61,6 +64,7 @@ class ManagerFlows:
     """The state and the flows shared by the sync and the asyncio manager."""
 
     _ops: Any  # the ledger: Operations / HostedStore, or their asyncio twins
+    _asynchronous = False  # whether the methods are coroutines
 
     def _configure(
         self,
@@ -524,10 +528,82 @@ class ManagerFlows:
         """Call ``listener(event)`` after every change this manager makes."""
         self._ops.subscribe(listener)
 
+    @overload
+    def on_threshold(
+        self, fractions: Iterable[float | str | Decimal] = DEFAULT_FRACTIONS, callback: None = None
+    ) -> Callable[[C], C]: ...
+    @overload
+    def on_threshold(
+        self, fractions: Iterable[float | str | Decimal] = DEFAULT_FRACTIONS, *, callback: C
+    ) -> C: ...
+    def on_threshold(
+        self,
+        fractions: Iterable[float | str | Decimal] = DEFAULT_FRACTIONS,
+        callback: C | None = None,
+    ) -> C | Callable[[C], C]:
+        """Call ``callback(alert)`` when the spend of a budget (a user's, or any ancestor's it is
+        charged through) reaches one of ``fractions`` of it: one
+        :class:`~budget_manager.events.Alert` with ``user``, ``fraction``, ``spent``, ``budget``
+        and ``period_start``. Each fraction fires once per budget and period, whichever process
+        or machine crosses it: the mark is kept in the store with the change that crossed it. A
+        hold crosses when it is settled. Without ``callback``, a decorator. An asyncio manager
+        also takes a coroutine function (run as a task)."""
+        watched = frozenset(alert_fractions(fractions))
+
+        def register(function: C) -> C:
+            if not callable(function):
+                raise InvalidInputError(f"callback must be callable, got {function!r}")
+            if inspect.iscoroutinefunction(function) and not self._asynchronous:
+                raise InvalidInputError("an async alert callback needs AsyncBudgetManager")
+            self._watch(watched)
+            self.on_event(_alerting(watched, function))
+            return function
+
+        return register if callback is None else register(callback)
+
+    def _watch(self, fractions: frozenset[Decimal]) -> None:
+        self._ops.watch(fractions)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.project_name!r}, store={self._store!r})"
 
     _store: Any
+
+
+def _alerting(fractions: frozenset[Decimal], callback: AlertCallback) -> Listener:
+    """A listener calling ``callback`` with each alert of ``fractions`` an event carries."""
+
+    def hear(event: Event) -> None:
+        for alert in event.alerts:
+            if Decimal(str(alert.fraction)) in fractions:
+                outcome = callback(alert)
+                if inspect.isawaitable(outcome):
+                    _run_soon(outcome)
+
+    return hear
+
+
+_running: set[asyncio.Task[Any]] = set()  # tasks of async callbacks, kept until they finish
+
+
+def _run_soon(awaitable: Any) -> None:
+    """Run an async alert callback's awaitable as a task of the running loop."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        awaitable.close()
+        raise InvalidInputError(
+            "an async alert callback needs AsyncBudgetManager (no event loop is running)"
+        ) from None
+    task = loop.create_task(awaitable)
+    _running.add(task)
+    task.add_done_callback(_finished)
+
+
+def _finished(task: asyncio.Task[Any]) -> None:
+    _running.discard(task)
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("alert callback failed", exc_info=task.exception())
 
 
 def completion_limit(kwargs: dict[str, Any], max_tokens: MaxTokens) -> tuple[str, MaxTokens]:

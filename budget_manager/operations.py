@@ -16,7 +16,7 @@ import functools
 import logging
 import threading
 import uuid
-from collections.abc import Callable, Coroutine, Generator, Sequence
+from collections.abc import Callable, Coroutine, Generator, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Concatenate, NamedTuple, ParamSpec, Protocol, TypeVar
 
@@ -50,6 +50,7 @@ class Ledger(Protocol):
     budget service that performs them itself."""
 
     def subscribe(self, listener: Listener) -> None: ...
+    def watch(self, fractions: Iterable[Decimal]) -> None: ...
     def get(self, user: str) -> UserRecord | None: ...
     def users(self) -> list[str]: ...
     def records(self) -> dict[str, UserRecord]: ...
@@ -164,12 +165,24 @@ def _adopt(method: Any, flow: Any) -> None:
 class Announcer:
     """Listeners of changes, and the one way an :class:`Event` is made from an outcome."""
 
-    def __init__(self) -> None:
+    def __init__(self, thresholds: Sequence[Decimal] = ()) -> None:
         self.listeners: list[Listener] = []
+        #: Fractions of every budget whose crossing is marked in the store and announced.
+        self.thresholds: tuple[Decimal, ...] = tuple(sorted(set(thresholds)))
 
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(event)`` after every change made through this layer."""
         self.listeners.append(listener)
+
+    def watch(self, fractions: Iterable[Decimal]) -> None:
+        """Also mark and announce crossings of ``fractions`` (see :func:`.events.alert_fractions`)."""
+        self.thresholds = self.watching(fractions)
+
+    def watching(self, extra: Iterable[Decimal] | None) -> tuple[Decimal, ...]:
+        """The fractions watched, with ``extra`` (a request's own) added."""
+        if not extra:
+            return self.thresholds
+        return tuple(sorted({*self.thresholds, *extra}))
 
     def emit(self, event: Event) -> None:
         for listener in self.listeners:
@@ -217,9 +230,8 @@ class Flows(Announcer):
     """The operations, as flows; shared by the sync and asyncio drivers."""
 
     def __init__(self, clock: Clock, thresholds: Sequence[Decimal] = ()) -> None:
-        super().__init__()
+        super().__init__(thresholds)
         self.clock = clock
-        self.thresholds: tuple[Decimal, ...] = tuple(thresholds)
         self._levels: dict[str, tuple[Level, ...]] = {}  # user -> levels last computed
         self._models: set[str] = set()  # model names already found valid
         self._cache_lock = threading.Lock()
@@ -298,8 +310,10 @@ class Flows(Announcer):
         limit_check: bool = False,
         key: str | None = None,
         tokens: dict[str, int] | None = None,
+        alert_at: Sequence[Decimal] | None = None,
     ) -> Flow[Outcome]:
-        """Add a cost to the user's spend (and its ancestors')."""
+        """Add a cost to the user's spend (and its ancestors'); ``alert_at``: fractions to
+        watch for this charge besides those watched always."""
         if model is not None and model not in self._models:
             self._models.add(names.check_model(model))
         amount = money.rounded(money.to_money(amount, "cost"))
@@ -308,7 +322,7 @@ class Flows(Announcer):
             user,
             now,
             "charge",
-            (model, amount, now, limit_check, key, self.thresholds, tokens),
+            (model, amount, now, limit_check, key, self.watching(alert_at), tokens),
         )
         if self.listeners:
             self.announce("charge", user, now, outcome, amount=amount, model=model, tokens=tokens)
@@ -348,23 +362,23 @@ class Flows(Announcer):
         *,
         known: HoldRecord | None = None,
         tokens: dict[str, int] | None = None,
+        alert_at: Sequence[Decimal] | None = None,
     ) -> Flow[Outcome]:
-        """Record a hold's actual cost and free the rest."""
+        """Record a hold's actual cost and free the rest (``alert_at`` as for :meth:`charge`)."""
         names.check(hold_id, "hold_id")
         amount = money.rounded(money.to_money(amount, "cost"))
         if model is not None:
             names.check_model(model)
         now = self.clock()
+        thresholds = self.watching(alert_at)
         try:  # the store has the hold, mostly: ``known`` need not travel
             outcome: Outcome = yield Call(
-                "settle", (hold_id, amount, model, self.thresholds, None, now, tokens)
+                "settle", (hold_id, amount, model, thresholds, None, now, tokens)
             )
         except UnknownHoldError:
             if known is None:
                 raise
-            outcome = yield Call(
-                "settle", (hold_id, amount, model, self.thresholds, known, now, tokens)
-            )
+            outcome = yield Call("settle", (hold_id, amount, model, thresholds, known, now, tokens))
         hold = outcome.hold
         if hold is not None and not outcome.replayed and amount > hold.amount:
             logger.warning(
@@ -491,6 +505,10 @@ class Operations:
         """Call ``listener(event)`` after every change made through this layer."""
         self.flows.subscribe(listener)
 
+    def watch(self, fractions: Iterable[Decimal]) -> None:
+        """Also mark and announce crossings of ``fractions`` of every budget."""
+        self.flows.watch(fractions)
+
     # -- reads: straight from the store ---------------------------------------------------------
     def get(self, user: str) -> UserRecord | None:
         return self.store.get(names.check(user, "user"))
@@ -570,6 +588,10 @@ class AsyncOperations:
     def subscribe(self, listener: Listener) -> None:
         """Call ``listener(event)`` after every change made through this layer."""
         self.flows.subscribe(listener)
+
+    def watch(self, fractions: Iterable[Decimal]) -> None:
+        """Also mark and announce crossings of ``fractions`` of every budget."""
+        self.flows.watch(fractions)
 
     async def get(self, user: str) -> UserRecord | None:
         found: UserRecord | None = await self.store.get(names.check(user, "user"))

@@ -39,6 +39,18 @@ async def race_async(bm: AsyncBudgetManager, user: str, count: int) -> None:
     await asyncio.gather(*(one() for _ in range(count)))
 
 
+def alerts(bm: Any, api: str, user: str, count: int) -> None:
+    """Watch 0.5, 0.8 and 1.0 of every budget and race ``count`` $0.01 charges, printing each
+    alert this process is told of as "alert USER FRACTION"."""
+    bm.on_threshold(
+        (0.5, 0.8, 1.0), callback=lambda a: print("alert", a.user, a.fraction, flush=True)
+    )
+    if api == "sync":
+        race(bm, user, count)
+    else:
+        asyncio.run(race_async(bm, user, count))
+
+
 def main() -> None:
     kind, url, api, mode, *args = sys.argv[1:]
     bm = manager(kind, url, api)
@@ -47,6 +59,8 @@ def main() -> None:
             race(bm, args[0], int(args[1]))
         else:
             asyncio.run(race_async(bm, args[0], int(args[1])))
+    elif mode == "alerts":
+        alerts(bm, api, args[0], int(args[1]))
     elif mode == "hold-and-die":  # hold, say so, and wait to be killed
         user, amount, ttl = args[0], float(args[1]), float(args[2])
         if api == "sync":

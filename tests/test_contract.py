@@ -429,3 +429,58 @@ def test_the_history_keeps_events_for_its_retention(own_store: Backend) -> None:
     assert newest == clock.now
     assert all(e.time >= newest - 3 * 86_400 for e in events)  # whole days kept at most
     assert len(events) >= 2 * 86_400 / 300  # the last two days are all there
+
+
+# -- alerts ----------------------------------------------------------------------------------------
+def test_alerts_fire_once_per_period_for_users_and_their_parents(store: Backend) -> None:
+    clock = FakeClock(utc("2024-03-10T12:00:00"))
+    bm = store.manager(clock=clock)
+    bm.create_budget(total_budget=0.08, user="team", duration="daily")
+    bm.create_budget(total_budget=0.04, user="ann", duration="daily", parent="team")
+    alerts: list = []
+    assert bm.on_threshold((0.5, 1.0), callback=alerts.append) == alerts.append
+    bm.reserve("ann", amount=0.01).settle(cost=0.01)
+    bm.update_cost(user="ann", completion_obj=RESPONSE)  # ann: 0.02 of 0.04
+    assert [(a.user, a.fraction, a.spent, a.budget) for a in alerts] == [("ann", 0.5, 0.02, 0.04)]
+    hold = bm.reserve("ann", amount=0.02)  # a hold crosses nothing until it settles
+    assert len(alerts) == 1
+    hold.settle(cost=0.02)  # ann: 0.04 of 0.04, team: 0.04 of 0.08
+    assert sorted((a.user, a.fraction) for a in alerts[1:]) == [("ann", 1.0), ("team", 0.5)]
+    day = utc("2024-03-10T12:00:00")  # the period began when the budget was made
+    assert {a.period_start for a in alerts} == {day}
+    other: list = []
+    bm2 = store.manager(clock=clock)
+    bm2.on_threshold([1.0], callback=other.append)
+    bm2.update_cost(user="ann", completion_obj=RESPONSE)  # 1.0 of ann already fired this period
+    assert other == [] and len(alerts) == 3
+    clock.advance(86_400)
+    bm.update_cost(user="ann", completion_obj=RESPONSE)
+    bm.update_cost(user="ann", completion_obj=RESPONSE)  # a new period: 0.5 fires again
+    assert [(a.user, a.fraction, a.period_start) for a in alerts[3:]] == [
+        ("ann", 0.5, day + 86_400)
+    ]
+
+
+def test_processes_crossing_thresholds_alert_exactly_once(shared_store: Backend) -> None:
+    bm = shared_store.manager()
+    bm.create_budget(total_budget=0.2, user="team")
+    bm.create_budget(total_budget=0.1, user="ann", parent="team")
+    bm.create_budget(total_budget=0.1, user="bob", parent="team")
+    workers = [_worker(shared_store, "alerts", user, "8") for user in ("ann", "bob") * 2]
+    lines = [line for w in workers for line in w.communicate(timeout=120)[0].split("\n")]
+    settled = [float(line) for line in lines if line and not line.startswith("alert")]
+    assert len(settled) == 20 and bm.get_current_cost("team") == pytest.approx(0.2)
+    assert sorted(line for line in lines if line.startswith("alert")) == sorted(
+        f"alert {user} {fraction}"
+        for user in ("ann", "bob", "team")
+        for fraction in ("0.5", "0.8", "1.0")
+    )
+
+
+def test_bad_thresholds_are_refused(store: Backend) -> None:
+    bm = store.manager()
+    for bad in [(), (0,), (-0.5,), ("x",), (True,), "0.5", (float("nan"),), (101,)]:
+        with pytest.raises(InvalidInputError):
+            bm.on_threshold(bad, callback=print)
+    with pytest.raises(InvalidInputError):
+        bm.on_threshold((0.5,), callback="not callable")  # type: ignore[arg-type]

@@ -3,9 +3,10 @@ atomic operations under ``/v1/projects/{project}`` (users, costs, holds)."""
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import time
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from typing import Annotated, Any, Literal
 
@@ -15,6 +16,8 @@ from fastapi.security import HTTPBearer
 
 from .. import __version__, history, ledger, periods, records
 from ..errors import CorruptStoreError, InvalidInputError, UnknownUserError
+from ..events import DEFAULT_FRACTIONS, alert_fractions
+from ..history import DEFAULT_RETENTION
 from ..money import ZERO
 from ..records import MAX_MODELS, HoldRecord, UserRecord
 from ..stores.sql import IDEMPOTENCY_TTL
@@ -57,8 +60,11 @@ from .schemas import (
     UsersOut,
     depth,
 )
+from .webhooks import Webhooks, WebhookSettings
 
 API_VERSION = 2
+#: Seconds a stopping service waits for webhook deliveries still queued.
+SHUTDOWN_GRACE = 5.0
 OPERATIONS = [
     "get_user",
     "list_users",
@@ -101,6 +107,10 @@ def create_app(
     max_models: int = MAX_MODELS,
     idempotency_ttl: float = IDEMPOTENCY_TTL,
     max_projects: int = DEFAULT_MAX_PROJECTS,
+    history_retention: float | str = DEFAULT_RETENTION,
+    alert_at: Sequence[float | str] = (),
+    webhooks: Sequence[str] = (),
+    webhook_secret: str | None = None,
 ) -> FastAPI:
     """The service over the database ``store_url``, which is opened (and its schema created)
     now: StoreError if it cannot be.
@@ -110,6 +120,10 @@ def create_app(
     ``body_timeout``: seconds a request body may take to arrive (408 after). ``max_models``:
     distinct models a budget may record per period. ``idempotency_ttl``: seconds a charge's
     idempotency key is remembered. ``max_projects``: project stores kept between requests.
+    ``history_retention``: how long history events are kept (seconds, or a span such as
+    ``"90d"``). ``alert_at``: fractions of every budget whose crossing is announced to each URL
+    of ``webhooks`` (default: 0.5, 0.8 and 1.0 when there are webhooks), signed with
+    ``webhook_secret``.
     """
     if isinstance(api_keys, ApiKeys):
         keys = api_keys
@@ -117,17 +131,24 @@ def create_app(
         keys = ApiKeys.from_env()
     else:
         keys = ApiKeys.parse(api_keys)
+    watched = alert_at or (DEFAULT_FRACTIONS if webhooks else ())
+    fractions = alert_fractions(watched, "alert_at") if watched else ()
+    alerts = Webhooks(WebhookSettings(tuple(webhooks), webhook_secret), fractions)
     stores = Stores(
         store_url,
         clock=clock,
+        watchers=(alerts.listener,) if webhooks else (),
+        thresholds=fractions,
         max_projects=max_projects,
         max_models=max_models,
         idempotency_ttl=idempotency_ttl,
+        history_retention=history_retention,
     )
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
         yield
+        await asyncio.to_thread(alerts.wait, SHUTDOWN_GRACE)
         await stores.close()
 
     app = FastAPI(
@@ -138,6 +159,7 @@ def create_app(
         responses=ERROR_RESPONSES,
     )
     app.state.stores = stores
+    app.state.webhooks = alerts
     app.state.keys = keys
     errors.install(app)
 
@@ -265,15 +287,7 @@ def create_app(
         ``idempotency_key`` is applied once. With ``within_budget``, refused with 409 (nothing
         changed) unless it fits every budget of the chain, open holds counted."""
         ops = project_store(request, project)
-        outcome = await stores.run(
-            ops.charge,
-            user,
-            body.model,
-            body.cost,
-            limit_check=body.within_budget,
-            key=body.idempotency_key,
-            tokens=body.tokens,
-        )
+        outcome = await stores.run(ops.charge, user, body.model, body.cost, **body.options())
         return answer(user, outcome)
 
     @secured.post(f"{user_path}/reset", response_model=UserOut, tags=["atomic"])
@@ -338,7 +352,13 @@ def create_app(
                 model=taken.model,
             )
         outcome = await stores.run(
-            ops.settle, hold_id, body.cost, body.model, known=known, tokens=body.tokens
+            ops.settle,
+            hold_id,
+            body.cost,
+            body.model,
+            known=known,
+            tokens=body.tokens,
+            alert_at=body.alert_at,
         )
         return answer(outcome.hold.user if outcome.hold else "", outcome)
 

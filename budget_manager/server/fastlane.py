@@ -72,13 +72,7 @@ class CostFastLane:
         try:
             ops = self.stores.get(project)
             outcome = await self.stores.run(
-                ops.charge,
-                user,
-                cost.model,
-                cost.cost,
-                limit_check=cost.within_budget,
-                key=cost.idempotency_key,
-                tokens=cost.tokens,
+                ops.charge, user, cost.model, cost.cost, **cost.options()
             )
             record = outcome.record
             answer = outcome_body(user, outcome, None if record is None else self.view(record))

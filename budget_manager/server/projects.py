@@ -12,7 +12,8 @@ from __future__ import annotations
 import inspect
 import threading
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
+from decimal import Decimal
 from typing import Any, TypeVar
 
 from ..errors import InvalidInputError
@@ -35,8 +36,10 @@ HEALTH_PROJECT = "-health-"
 
 class Stores:
     """The operations of each project on the database ``url``, with ``clock``; ``listeners``
-    hear every change; ``store_options`` go to every store (``max_models``,
-    ``idempotency_ttl``)."""
+    hear every change, ``watchers(project)`` every change of that project; ``thresholds``
+    are the fractions of every budget whose crossing is marked and announced;
+    ``store_options`` go to every store (``max_models``, ``idempotency_ttl``,
+    ``history_retention``)."""
 
     def __init__(
         self,
@@ -44,6 +47,8 @@ class Stores:
         *,
         clock: Clock,
         listeners: tuple[Listener, ...] = (),
+        watchers: tuple[Callable[[str], Listener], ...] = (),
+        thresholds: Sequence[Decimal] = (),
         max_projects: int = DEFAULT_MAX_PROJECTS,
         **store_options: Any,
     ) -> None:
@@ -54,6 +59,8 @@ class Stores:
         self.url = url
         self.clock = clock
         self.listeners = listeners
+        self.watchers = watchers
+        self.thresholds = tuple(thresholds)
         self.max_projects = max_projects
         self._options = store_options
         self._lock = threading.Lock()
@@ -93,11 +100,13 @@ class Stores:
         root = self._database()
         ops: ProjectOperations
         if isinstance(root, AsyncPostgresStore):
-            ops = AsyncOperations(root.sibling(project), self.clock)
+            ops = AsyncOperations(root.sibling(project), self.clock, self.thresholds)
         else:
-            ops = Operations(root.sibling(project), self.clock)
+            ops = Operations(root.sibling(project), self.clock, self.thresholds)
         for listener in self.listeners:
             ops.subscribe(listener)
+        for watcher in self.watchers:
+            ops.subscribe(watcher(project))
         with self._lock:
             self._cache[project] = ops
             if len(self._cache) > self.max_projects:

@@ -10,6 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainValidator, WithJsonSchema
 
 from .. import names
+from ..errors import InvalidInputError
+from ..events import MAX_FRACTION, alert_fractions
 from ..money import to_money
 from ..periods import DURATION_HELP, parse_duration
 
@@ -51,6 +53,40 @@ Money = Annotated[
                 {"type": "string", "pattern": _MONEY_TEXT.pattern},
             ]
         }
+    ),
+]
+
+
+def _fraction(value: object) -> Decimal:
+    if isinstance(value, str) and not _FRACTION_TEXT.match(value):
+        raise ValueError(f'must be a fraction of the budget such as "0.8", got {value!r}')
+    try:
+        (fraction,) = alert_fractions([value], "alert fraction")
+    except InvalidInputError as exc:
+        raise ValueError(str(exc)) from None
+    return fraction
+
+
+_FRACTION_TEXT = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,12})?$")
+#: A fraction of a budget to alert at: above 0, at most 100 (1 is the whole budget).
+AlertFraction = Annotated[
+    Decimal,
+    PlainValidator(_fraction),
+    WithJsonSchema(
+        {
+            "anyOf": [
+                {"type": "number", "exclusiveMinimum": 0, "maximum": float(MAX_FRACTION)},
+                {"type": "string", "pattern": _FRACTION_TEXT.pattern},
+            ]
+        }
+    ),
+]
+AlertAt = Annotated[
+    list[AlertFraction] | None,
+    Field(
+        max_length=32,
+        description="fractions of each budget whose crossing to mark and announce, besides "
+        "those the service watches (--alert-at)",
     ),
 ]
 
@@ -216,6 +252,7 @@ class SettleIn(BaseModel):
         description="the hold as taken, for a hold the service has forgotten (long expired)",
     )
     tokens: Tokens | None = None
+    alert_at: AlertAt = None
 
 
 class CostIn(BaseModel):
@@ -231,6 +268,16 @@ class CostIn(BaseModel):
         description="refuse with 409 (nothing changed) if the spend would exceed the budget",
     )
     tokens: Tokens | None = None
+    alert_at: AlertAt = None
+
+    def options(self) -> dict[str, Any]:
+        """The charge's options, as :meth:`~budget_manager.operations.Flows.charge` takes them."""
+        return {
+            "limit_check": self.within_budget,
+            "key": self.idempotency_key,
+            "tokens": self.tokens,
+            "alert_at": self.alert_at,
+        }
 
 
 # -- responses ---------------------------------------------------------------------------------

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
+from decimal import Decimal
 from typing import Any
 
 from ..events import Listener
@@ -74,6 +75,7 @@ class AsyncHostedStore:
         self._clock = clock
         self._target: Any = None
         self._listeners: list[Listener] = []
+        self._watched: set[Decimal] = set()
         self._lock = asyncio.Lock()
 
     def __repr__(self) -> str:
@@ -99,6 +101,8 @@ class AsyncHostedStore:
                     target = AsyncOperations(ThreadedStore(store), self._clock)
                 for listener in self._listeners:
                     target.subscribe(listener)
+                if self._watched:
+                    target.watch(self._watched)
                 self._target = target
         return self._target
 
@@ -117,6 +121,12 @@ class AsyncHostedStore:
         self._listeners.append(listener)
         if self._target is not None:
             self._target.subscribe(listener)
+
+    def watch(self, fractions: Iterable[Decimal]) -> None:
+        """Also have the service mark and announce crossings of ``fractions``."""
+        self._watched.update(fractions)
+        if self._target is not None:
+            self._target.watch(self._watched)
 
     def __getattr__(self, name: str) -> Any:
         if name not in LEDGER_OPERATIONS:

@@ -24,7 +24,7 @@ import threading
 import time
 import urllib.parse
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from decimal import Decimal
 from typing import Any, Literal
 
@@ -135,6 +135,7 @@ class HostedStore:
         self._clock = clock
         self._target: AtomicService | Operations | None = None
         self._listeners: list[Listener] = []
+        self._watched: set[Decimal] = set()
         self._lock = threading.Lock()
         with contextlib.suppress(StoreUnavailableError):  # asked again on the next operation
             self._ledger()
@@ -159,6 +160,8 @@ class HostedStore:
                     self._target = Operations(store, self._clock)
                 for listener in self._listeners:
                     self._target.subscribe(listener)
+                if self._watched:
+                    self._target.watch(self._watched)
             return self._target
 
     def subscribe(self, listener: Listener) -> None:
@@ -167,6 +170,13 @@ class HostedStore:
             self._listeners.append(listener)
             if self._target is not None:
                 self._target.subscribe(listener)
+
+    def watch(self, fractions: Iterable[Decimal]) -> None:
+        """Also have the service mark and announce crossings of ``fractions``."""
+        with self._lock:
+            self._watched.update(fractions)
+            if self._target is not None:
+                self._target.watch(self._watched)
 
     # -- the operations, done by whoever speaks this service's protocol ------------------------
     def get(self, user: str) -> UserRecord | None:
@@ -259,7 +269,7 @@ class ServiceFlows(Announcer):
     by its asyncio twin."""
 
     def __init__(self, api_base: str, project: str) -> None:
-        super().__init__()
+        super().__init__()  # watched fractions travel with each charge and settle
         self.api_base = api_base
         self.project = project
         self._base = f"/v1/projects/{names.to_segment(project)}"
@@ -282,6 +292,11 @@ class ServiceFlows(Announcer):
         if not isinstance(data, dict):
             raise StoreError(f"budget service at {self.api_base} answered {what} with no JSON")
         return data
+
+    def _alerting(self, body: dict[str, Any]) -> None:
+        """Ask the service to mark and announce the fractions this client watches."""
+        if self.thresholds:
+            body["alert_at"] = [to_text(f) for f in self.thresholds]
 
     # -- reads ---------------------------------------------------------------------------------
     def _get(self, user: str) -> Flow[UserRecord | None]:
@@ -389,6 +404,7 @@ class ServiceFlows(Announcer):
             "idempotency_key": key or uuid.uuid4().hex,
             "within_budget": limit_check,
         }
+        self._alerting(body)
         if tokens:
             body["tokens"] = tokens
         what = _described(user, model, amount)
@@ -441,6 +457,7 @@ class ServiceFlows(Announcer):
         tokens: dict[str, int] | None = None,
     ) -> Flow[Outcome]:
         body: dict[str, Any] = {"cost": to_text(amount), "model": model}
+        self._alerting(body)
         if tokens:
             body["tokens"] = tokens
         if known is not None:
@@ -688,7 +705,7 @@ def _outcome(user: str, data: dict[str, Any]) -> Outcome:
         from_json(user, record) if isinstance(record, dict) else None,
         hold_from_json(hold) if isinstance(hold, dict) else None,
         tuple(data.get("rolled") or ()),
-        tuple(Alert(**a) for a in alerts),
+        tuple(Alert.from_json(a) for a in alerts),
         bool(data.get("replayed")),
     )
 
