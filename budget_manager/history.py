@@ -7,10 +7,9 @@ import json
 import math
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from decimal import Decimal
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 from .errors import InvalidInputError
 from .money import ZERO, add, to_float
@@ -24,8 +23,7 @@ _SPAN = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)\s*$")
 _UNIT = {"s": 1, "m": 60, "h": 3600, "d": 86_400, "w": 7 * 86_400}
 
 
-@dataclass(frozen=True, slots=True)
-class HistoryEvent:
+class HistoryEvent(NamedTuple):
     """One change: when, of which kind, to whose budget, and what it spent.
 
     ``cost`` is the spend a ``charge`` or ``settle`` recorded (0 for other kinds); ``amount`` what
@@ -62,7 +60,7 @@ class HistoryEvent:
 
 def encode(event: HistoryEvent) -> str:
     """One line of JSON, money written exactly (for files and streams)."""
-    return json.dumps(
+    return _ENCODER.encode(
         [
             event.time,
             event.kind,
@@ -74,10 +72,12 @@ def encode(event: HistoryEvent) -> str:
             event.hold_id,
             event.window_start,
             event.window_end,
-        ],
-        ensure_ascii=False,
-        separators=(",", ":"),
+        ]
     )
+
+
+# One encoder made once: json.dumps with options builds a new one per call (most of its cost).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
 
 
 def decode(line: str | bytes) -> HistoryEvent:

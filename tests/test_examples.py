@@ -73,3 +73,15 @@ def test_async_app_never_sends_past_a_budget(stub, tmp_path):
     spent = {line.split()[0]: line.split()[2:5:2] for line in out[1:]}
     for name, (used, budget) in spent.items():
         assert 0 < float(used.lstrip("$")) <= float(budget.lstrip("$")), name
+
+
+def test_history_and_alerts(tmp_path):
+    out = run("history_alerts.py", tmp_path).splitlines()
+    assert out[:3] == [
+        "ALERT ann reached 50%: $0.0225 of $0.045",
+        "ALERT ann reached 80%: $0.0360 of $0.045",
+        "ALERT ann reached 100%: $0.0450 of $0.045",
+    ]
+    assert out[3] == "51 events; last: charge gpt-4o-mini {'prompt': 4000, 'completion': 500}"
+    assert out[4:] == ["by model: {'gpt-4o-mini': 0.045}", "by user: {'ann': 0.045}"]
+    assert len(list((tmp_path / "history_demo.json.history").glob("*.jsonl"))) == 1
