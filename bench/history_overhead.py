@@ -22,7 +22,6 @@ import subprocess
 import sys
 import tempfile
 import time
-from pathlib import Path
 
 RESPONSE = {
     "model": "gpt-4o-2024-08-06",
@@ -72,8 +71,10 @@ def main() -> None:
         for store in ("json", "memory"):
             for variant in ("history", "none"):
                 out = subprocess.run(
-                    [sys.executable, __file__, "--worker", store, variant]
-                    + ["--calls", str(args.calls), "--batches", str(args.batches)],
+                    [
+                        *(sys.executable, __file__, "--worker", store, variant),
+                        *("--calls", str(args.calls), "--batches", str(args.batches)),
+                    ],
                     check=True,
                     capture_output=True,
                     text=True,
