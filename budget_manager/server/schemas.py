@@ -67,7 +67,10 @@ def _fraction(value: object) -> Decimal:
     return fraction
 
 
-_FRACTION_TEXT = re.compile(r"^[0-9]{1,3}(\.[0-9]{1,12})?$")
+# Above 0 and at most 100, in plain notation.
+_FRACTION_TEXT = re.compile(
+    r"^(0\.[0-9]{0,11}[1-9][0-9]{0,11}|[1-9][0-9]?(\.[0-9]{1,12})?|100(\.0{1,12})?)$"
+)
 #: A fraction of a budget to alert at: above 0, at most 100 (1 is the whole budget).
 AlertFraction = Annotated[
     Decimal,
