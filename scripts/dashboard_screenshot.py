@@ -28,7 +28,7 @@ PROJECT = "acme"
 DAY = 86400.0
 #: True once the spend-per-day chart has drawn its bars (frappe-charts draws them 700 ms late).
 BARS_DRAWN = (
-    "[...document.querySelectorAll('#days-chart rect.bar')]"
+    "() => [...document.querySelectorAll('#days-chart rect.bar')]"
     ".some((bar) => Number(bar.getAttribute('height')) > 0)"
 )
 
