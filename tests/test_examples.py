@@ -73,3 +73,21 @@ def test_async_app_never_sends_past_a_budget(stub, tmp_path):
     spent = {line.split()[0]: line.split()[2:5:2] for line in out[1:]}
     for name, (used, budget) in spent.items():
         assert 0 < float(used.lstrip("$")) <= float(budget.lstrip("$")), name
+
+
+def test_dashboard_fills_a_service_and_names_the_page(tmp_path):
+    from _service import ThreadServer
+
+    server = ThreadServer(store_url=f"sqlite:///{tmp_path}/b.db", api_keys=["example-key"]).start()
+    try:
+        out = run(
+            "dashboard.py",
+            tmp_path,
+            BUDGET_MANAGER_API_BASE=server.url,
+            BUDGET_MANAGER_API_KEY="example-key",
+        ).splitlines()
+    finally:
+        server.stop()
+    assert out[0] == f"open {server.url}/dashboard?project=demo and enter the API key"
+    spent, held = out[1].removeprefix("alice has spent $").split(", holding ")
+    assert float(spent) > 0 and float(held) == 0.5
