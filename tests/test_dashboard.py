@@ -4,6 +4,7 @@ databases, and the page itself in Debian's chromium (Playwright, never a downloa
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
 import re
 import struct
@@ -167,6 +168,27 @@ def test_the_static_files_need_no_key_and_are_exactly_the_shipped_ones(
         assert answer.json()["status"] == "error"
 
 
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/dashboard/static/../../v1/projects",
+        "/dashboard/static/%2E%2E/%2E%2E/v1/projects",
+        "/dashboard/static/..%2F..%2Fv1%2Fprojects",
+        "/dashboard/static/x/../../../get_budget",
+    ],
+)
+def test_the_open_static_prefix_reaches_nothing_else(service: ThreadServer, path: str) -> None:
+    connection = http.client.HTTPConnection("127.0.0.1", service.port, timeout=10)
+    try:
+        connection.request("GET", path)  # sent as is: no client folds the dots
+        answer = connection.getresponse()
+        body = answer.read()
+    finally:
+        connection.close()
+    assert answer.status == 404, path
+    assert b'"success"' not in body and b"acme" not in body
+
+
 def test_the_vendored_library_is_the_one_recorded() -> None:
     record = (RESOURCES / "VENDORED.md").read_text()
     digest = hashlib.sha256((RESOURCES / "frappe-charts.min.umd.js").read_bytes()).hexdigest()
@@ -278,6 +300,27 @@ def test_a_browser_without_a_key_is_asked_for_one_and_keeps_it_for_the_session(
     page.click("#forget")
     page.wait_for_selector("#key")
     assert page.evaluate("sessionStorage.length") == 0
+
+
+def test_a_key_that_stops_working_brings_back_the_login_page(tmp_path: Path, page: Any) -> None:
+    store = f"sqlite:///{tmp_path}/budgets.db"
+    before = ThreadServer(store_url=store, api_keys=[KEY]).start()
+    try:
+        _put(before.url, "acme", "carol", "10")
+        page.goto(f"{before.url}/dashboard?project=acme")
+        page.fill("#key", KEY)
+        page.click("button[type=submit]")
+        _wait_for_users(page)
+    finally:
+        before.stop()
+    # the same address, now with another key: the next poll is refused
+    after = ThreadServer(port=before.port, store_url=store, api_keys=["another-key-0123"]).start()
+    try:
+        page.wait_for_selector("text=The saved key is no longer accepted. Enter a key.")
+        assert page.evaluate("sessionStorage.length") == 0
+        assert page.locator("#users").count() == 0
+    finally:
+        after.stop()
 
 
 def test_the_page_shows_the_seeded_users_parents_models_and_holds(

@@ -376,9 +376,9 @@ class SqlStore(BudgetStore):
 
     def projects_query(self) -> Query:
         return Query(
-            "SELECT DISTINCT project FROM bm_budgets ORDER BY project",
+            "SELECT DISTINCT project FROM bm_budgets",
             (),
-            lambda rows: [found[0] for found in rows],
+            lambda rows: sorted(found[0] for found in rows),  # code point order on every database
         )
 
     def records_query(self) -> Query:

@@ -17,7 +17,8 @@
   const money = (value) => {
     const v = Number(value);
     const digits = v !== 0 && Math.abs(v) < 1 ? 6 : 2;
-    return "$" + v.toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: digits });
+    const text = Math.abs(v).toLocaleString("en-US", { minimumFractionDigits: 2, maximumFractionDigits: digits });
+    return (v < 0 ? "-$" : "$") + text;
   };
 
   const clock = (epoch) => new Date(epoch * 1000).toISOString().replace("T", " ").slice(0, 19) + " UTC";
@@ -42,8 +43,7 @@
     if (key) headers.Authorization = `Bearer ${key}`;
     const answer = await fetch(path, { ...options, headers, cache: "no-store" });
     if (answer.status === 401) {
-      sessionStorage.removeItem(STORE);
-      location.reload();  // back to the login page
+      location.reload();  // the login page tries the kept key once more, then asks for one
       throw new Refused("the key was refused");
     }
     const body = await answer.json();
@@ -242,6 +242,10 @@
   }
 
   async function tick() {
+    if (document.hidden) {  // nobody is looking: ask again when the tab is shown
+      document.addEventListener("visibilitychange", tick, { once: true });
+      return;
+    }
     try {
       if (project === null) await chooseProjects();
       await refresh();
