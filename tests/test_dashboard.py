@@ -401,6 +401,23 @@ def test_a_narrow_key_sees_only_its_projects(service: ThreadServer, page: Any) -
     assert page.locator("#users tbody tr").count() == 0
 
 
+def test_names_with_slashes_dots_and_spaces(tmp_path: Path, page: Any) -> None:
+    server = ThreadServer(store_url=f"sqlite:///{tmp_path}/b.db", api_keys=[KEY]).start()
+    try:
+        project, user = "../a b/c", "ü/..%2F"
+        quoted = requests.utils.quote(project, safe="").replace(".", "%2E")
+        _put(server.url, quoted, requests.utils.quote(user, safe="").replace(".", "%2E"), "3")
+        page.set_extra_http_headers(AUTH)
+        page.goto(f"{server.url}/dashboard")
+        page.wait_for_selector("#users tbody tr")
+        assert page.locator("#project option").all_inner_texts() == [project]
+        assert _users(page)[0][0] == user
+        page.wait_for_selector("#updated:has-text('Updated')")  # every request of a poll answered
+        assert page.locator("#problem").is_hidden()
+    finally:
+        server.stop()
+
+
 def _png_size(data: bytes) -> tuple[int, int]:
     assert data[:8] == b"\x89PNG\r\n\x1a\n"
     length, kind = struct.unpack(">I4s", data[8:16])
