@@ -390,6 +390,20 @@ def test_a_project_chosen_in_the_selector_is_shown(service: ThreadServer, page: 
     assert page.url.endswith("/dashboard?project=side")
 
 
+def test_the_history_span_can_be_chosen(service: ThreadServer, page: Any) -> None:
+    page.set_extra_http_headers(AUTH)
+    page.goto(f"{service.url}/dashboard?project=acme")
+    page.wait_for_function("() => document.querySelectorAll('#days-chart rect.bar').length === 30")
+    page.select_option("#span", "7")
+    page.wait_for_function("() => document.querySelectorAll('#days-chart rect.bar').length === 7")
+    assert page.inner_text("#days-summary").startswith("$25.25 in the last 7 days;")
+    assert page.inner_text("#models-title") == "Spend per model, last 7 days"
+    assert page.url.endswith("/dashboard?project=acme&days=7")
+    page.reload()
+    page.wait_for_selector("#days-summary:has-text('last 7 days')")
+    assert page.input_value("#span") == "7"
+
+
 def test_a_narrow_key_sees_only_its_projects(service: ThreadServer, page: Any) -> None:
     page.set_extra_http_headers({"Authorization": f"Bearer {NARROW}"})
     page.goto(f"{service.url}/dashboard")

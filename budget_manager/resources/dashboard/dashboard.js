@@ -4,12 +4,14 @@
 (() => {
   const STORE = "budget-manager.key";
   const POLL_MS = 2000;
-  const DAYS = 30;
+  const SPANS = [7, 30, 90];  // days of history the page can show
   const DAY_MS = 86400000;
   const key = sessionStorage.getItem(STORE);
   const $ = (id) => document.getElementById(id);
   const charts = { days: null, models: null };
   let project = null;
+  const askedSpan = Number(new URLSearchParams(location.search).get("days"));
+  let span = SPANS.includes(askedSpan) ? askedSpan : 30;
 
   // A name is one percent-encoded path segment; dots too, so that "." and ".." stay names.
   const segment = (name) => encodeURIComponent(name).replace(/\./g, "%2E");
@@ -121,7 +123,7 @@
   // -- spend over time ---------------------------------------------------------------------------
   function lastDays(now) {
     const days = [];
-    for (let i = DAYS - 1; i >= 0; i--) days.push(new Date(now - i * DAY_MS).toISOString().slice(0, 10));
+    for (let i = span - 1; i >= 0; i--) days.push(new Date(now - i * DAY_MS).toISOString().slice(0, 10));
     return days;
   }
 
@@ -155,7 +157,7 @@
     });
     const total = values.reduce((a, b) => a + b, 0);
     $("days-summary").textContent =
-      `${money(total)} in the last ${DAYS} days; ${money(values[values.length - 1])} today.`;
+      `${money(total)} in the last ${span} days; ${money(values[values.length - 1])} today.`;
     $("days").tBodies[0].replaceChildren(
       ...days.filter((d) => spend[d] !== undefined).map((d) => row([cell(d), cell(money(spend[d]), "num")])),
     );
@@ -213,8 +215,8 @@
         headers: { "Content-Type": "application/json" },
         body: JSON.stringify({ project_name: project }),
       }),
-      api(`v1/projects/${p}/report?by=day&since=${DAYS}d`),
-      api(`v1/projects/${p}/report?by=model&since=${DAYS}d`),
+      api(`v1/projects/${p}/report?by=day&since=${span}d`),
+      api(`v1/projects/${p}/report?by=model&since=${span}d`),
       api(`v1/projects/${p}/holds`),
     ]);
     const records = budgets.status === "success" ? budgets.data : {};
@@ -259,13 +261,29 @@
     setTimeout(tick, POLL_MS);
   }
 
-  $("project").addEventListener("change", (event) => {
-    project = event.target.value;
+  // A choice is kept in the URL (so a link or a reload shows the same) and drawn at once.
+  function choose(name, value) {
     const url = new URL(location.href);
-    url.searchParams.set("project", project);
+    url.searchParams.set(name, value);
     history.replaceState(null, "", url);
     refresh().catch(() => {});  // the polling loop reports problems
+  }
+
+  function showSpan() {
+    $("span").value = String(span);
+    for (const text of document.querySelectorAll(".span-text")) text.textContent = `${span} days`;
+  }
+
+  $("project").addEventListener("change", (event) => {
+    project = event.target.value;
+    choose("project", project);
   });
+  $("span").addEventListener("change", (event) => {
+    span = Number(event.target.value);
+    showSpan();
+    choose("days", span);
+  });
+  showSpan();
   $("forget").hidden = !key;
   $("forget").addEventListener("click", () => {
     sessionStorage.removeItem(STORE);
