@@ -415,6 +415,22 @@ def test_a_narrow_key_sees_only_its_projects(service: ThreadServer, page: Any) -
     assert page.locator("#users tbody tr").count() == 0
 
 
+def test_a_new_project_joins_the_selector(tmp_path: Path, page: Any) -> None:
+    server = ThreadServer(store_url=f"sqlite:///{tmp_path}/b.db", api_keys=[KEY]).start()
+    try:
+        page.set_extra_http_headers(AUTH)
+        page.goto(f"{server.url}/dashboard")
+        page.wait_for_selector("#users-empty:visible")  # no project at all yet
+        assert page.locator("#project option").count() == 0
+        _put(server.url, "first", "erin", "8")
+        page.wait_for_selector("tr[data-user='erin']")
+        _put(server.url, "second", "fay", "8")
+        page.wait_for_selector("#project option[value='second']", state="attached")
+        assert page.input_value("#project") == "first"  # the choice stays
+    finally:
+        server.stop()
+
+
 def test_names_with_slashes_dots_and_spaces(tmp_path: Path, page: Any) -> None:
     server = ThreadServer(store_url=f"sqlite:///{tmp_path}/b.db", api_keys=[KEY]).start()
     try:

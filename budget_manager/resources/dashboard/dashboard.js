@@ -208,8 +208,10 @@
   // -- polling -----------------------------------------------------------------------------------
   async function refresh() {
     if (project === null) return;
+    const shown = project;
+    const spanShown = span;
     const p = segment(project);
-    const [budgets, days, models, holds] = await Promise.all([
+    const [budgets, perDay, perModel, holds] = await Promise.all([
       api("get_budget", {
         method: "POST",
         headers: { "Content-Type": "application/json" },
@@ -219,18 +221,23 @@
       api(`v1/projects/${p}/report?by=model&since=${span}d`),
       api(`v1/projects/${p}/holds`),
     ]);
+    if (project !== shown || span !== spanShown) return;  // changed meanwhile: its own refresh draws it
     const records = budgets.status === "success" ? budgets.data : {};
     drawUsers(records, holds.holds);
-    drawDays(days.spend);
-    drawModels(models.spend);
+    drawDays(perDay.spend);
+    drawModels(perModel.spend);
     drawHolds(holds.holds);
   }
 
+  // The projects the key may use, read on every poll (a project gets listed once it has a budget).
+  let listedBefore = null;
   async function chooseProjects() {
     const listed = (await api("v1/projects")).projects;
     const asked = new URLSearchParams(location.search).get("project");
     const names = asked !== null && !listed.includes(asked) ? [asked, ...listed] : listed;
     const select = $("project");
+    if (JSON.stringify(names) === listedBefore) return;  // an open list stays open
+    listedBefore = JSON.stringify(names);
     select.replaceChildren(
       ...names.map((name) => {
         const option = document.createElement("option");
@@ -249,7 +256,7 @@
       return;
     }
     try {
-      if (project === null) await chooseProjects();
+      await chooseProjects();
       await refresh();
       $("problem").hidden = true;
       $("updated").textContent = `Updated ${new Date().toLocaleTimeString("en-GB")}`;
