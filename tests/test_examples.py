@@ -85,3 +85,21 @@ def test_history_and_alerts(tmp_path):
     assert out[3] == "51 events; last: charge gpt-4o-mini {'prompt': 4000, 'completion': 500}"
     assert out[4:] == ["by model: {'gpt-4o-mini': 0.045}", "by user: {'ann': 0.045}"]
     assert len(list((tmp_path / "history_demo.json.history").glob("*.jsonl"))) == 1
+
+
+def test_dashboard_fills_a_service_and_names_the_page(tmp_path):
+    from _service import ThreadServer
+
+    server = ThreadServer(store_url=f"sqlite:///{tmp_path}/b.db", api_keys=["example-key"]).start()
+    try:
+        out = run(
+            "dashboard.py",
+            tmp_path,
+            BUDGET_MANAGER_API_BASE=server.url,
+            BUDGET_MANAGER_API_KEY="example-key",
+        ).splitlines()
+    finally:
+        server.stop()
+    assert out[0] == f"open {server.url}/dashboard?project=demo and enter the API key"
+    spent, held = out[1].removeprefix("alice has spent $").split(", holding ")
+    assert float(spent) > 0 and float(held) == 0.5

@@ -124,3 +124,18 @@ def test_an_o200k_model_counts_offline(plain_install: Path, tmp_path: Path) -> N
     result = _offline(plain_install, "-c", code, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "2"
+
+
+def test_the_install_ships_the_dashboard_files(plain_install: Path, tmp_path: Path) -> None:
+    from budget_manager.server import dashboard
+
+    listing = (
+        "from importlib import resources\n"
+        "folder = resources.files('budget_manager') / 'resources' / 'dashboard'\n"
+        "print('\\n'.join(sorted(p.name for p in folder.iterdir())))\n"
+    )
+    found = _offline(plain_install, "-c", listing, cwd=tmp_path)
+    assert found.returncode == 0, found.stderr
+    shipped = set(found.stdout.split())
+    needed = {*dashboard.STATIC_FILES, "dashboard.html", "login.html", "VENDORED.md"}
+    assert needed | {"frappe-charts.LICENSE"} <= shipped

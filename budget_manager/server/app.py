@@ -21,7 +21,7 @@ from ..history import DEFAULT_RETENTION
 from ..money import ZERO
 from ..records import MAX_MODELS, HoldRecord, UserRecord
 from ..stores.sql import IDEMPOTENCY_TTL
-from . import errors, paths
+from . import dashboard, errors, paths
 from .answers import (
     history_body,
     holds_body,
@@ -30,7 +30,7 @@ from .answers import (
     user_body,
     user_dict_body,
 )
-from .auth import ApiKeys, AuthMiddleware, allowed
+from .auth import ALL_PROJECTS, ApiKeys, AuthMiddleware, allowed, key_projects
 from .errors import ERROR_RESPONSES, FieldError, ForbiddenProjectError
 from .fastlane import CostFastLane
 from .limits import DEFAULT_BODY_TIMEOUT, DEFAULT_MAX_BODY_BYTES, BodyLimitMiddleware
@@ -51,6 +51,7 @@ from .schemas import (
     HoldsOut,
     ModelName,
     Name,
+    ProjectsOut,
     ReportOut,
     RolledOut,
     SetBudgetRequest,
@@ -79,6 +80,7 @@ OPERATIONS = [
     "holds",
     "hierarchy",
     "history",
+    "projects",
 ]
 _NAME_HELP = "percent-encoded in the path; any name without control characters"
 ProjectName = Annotated[Name, Path(description=f"the project, {_NAME_HELP}")]
@@ -173,7 +175,12 @@ def create_app(
 
     app.add_middleware(CostFastLane, stores=stores, view=view)
     app.add_middleware(BodyLimitMiddleware, max_bytes=max_body_bytes, timeout=body_timeout)
-    app.add_middleware(AuthMiddleware, keys=keys)  # nothing of the app's runs before it
+    app.add_middleware(  # nothing of the app's runs before it
+        AuthMiddleware,
+        keys=keys,
+        open_prefixes=(dashboard.STATIC_PREFIX,),
+        login_pages={dashboard.PATH: dashboard.login_page},
+    )
     app.add_middleware(paths.RawPathMiddleware)  # outermost: every part routes on the raw path
 
     def project_store(request: Request, project: str) -> ProjectOperations:
@@ -199,6 +206,15 @@ def create_app(
             operations=OPERATIONS,
             max_body_bytes=max_body_bytes,
         )
+
+    @secured.get("/v1/projects", response_model=ProjectsOut, tags=["service"])
+    async def list_projects(request: Request) -> ProjectsOut:
+        """The projects this key may use: those its spec names, or, for a key of every project
+        (or a service without keys), every project with a budget."""
+        named = key_projects(request.scope)
+        if named is ALL_PROJECTS:
+            return ProjectsOut(projects=await stores.projects())
+        return ProjectsOut(projects=sorted(named))
 
     # -- LiteLLM's protocol ----------------------------------------------------------------------
     @secured.post(
@@ -435,6 +451,7 @@ def create_app(
         return _json(report_body(by, history.totals(found, by)))
 
     app.include_router(secured)
+    app.include_router(dashboard.router)
     return app
 
 

@@ -12,7 +12,7 @@ import hmac
 import json
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -164,21 +164,38 @@ def bearer(scope: Scope) -> str | None:
 
 class AuthMiddleware:
     """Answers 401 to any request without a valid key, before anything else runs; records the
-    projects the key may use in ``scope["state"]["projects"]``."""
+    projects the key may use in ``scope["state"]["projects"]``.
 
-    def __init__(self, app: ASGIApp, keys: ApiKeys) -> None:
+    ``open_prefixes``: paths starting with these need no key either (files that hold no data).
+    ``login_pages``: for these paths the 401 answer is the given app (a page asking a person
+    for the key) instead of the JSON error."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        keys: ApiKeys,
+        *,
+        open_prefixes: tuple[str, ...] = (),
+        login_pages: Mapping[str, ASGIApp] | None = None,
+    ) -> None:
         self.app = app
         self.keys = keys
+        self.open_prefixes = open_prefixes
+        self.login_pages = dict(login_pages or {})
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or not self.keys:
             await self.app(scope, receive, send)
             return
-        if scope["path"] in OPEN_PATHS:
+        path = scope["path"]
+        if path in OPEN_PATHS or (self.open_prefixes and path.startswith(self.open_prefixes)):
             await self.app(scope, receive, send)
             return
         token = bearer(scope)
         found, projects = self.keys.lookup(token) if token is not None else (False, None)
+        if not found and path in self.login_pages:
+            await self.login_pages[path](scope, receive, send)
+            return
         if not found:
             await error(
                 401,
@@ -191,7 +208,13 @@ class AuthMiddleware:
         await self.app(scope, receive, send)
 
 
+def key_projects(scope: Scope) -> frozenset[str] | None:
+    """The projects the request's key may use (``ALL_PROJECTS``: every one)."""
+    projects: frozenset[str] | None = scope.get("state", {}).get("projects", ALL_PROJECTS)
+    return projects
+
+
 def allowed(scope: Scope, project: str) -> bool:
     """Whether the request's key may use ``project``."""
-    projects = scope.get("state", {}).get("projects", ALL_PROJECTS)
+    projects = key_projects(scope)
     return projects is ALL_PROJECTS or project in projects

@@ -117,6 +117,10 @@ class Stores:
         """How many project stores are kept."""
         return len(self._cache)
 
+    async def projects(self) -> list[str]:
+        """The projects of the database with at least one budget, sorted."""
+        return await self.run(self._database().projects)
+
     async def check(self) -> None:
         """Raise StoreError unless the database answers."""
         await self.run(self.get(HEALTH_PROJECT).users)

@@ -391,6 +391,11 @@ class UsersOut(BaseModel):
     users: list[str]
 
 
+class ProjectsOut(BaseModel):
+    status: Literal["success"] = "success"
+    projects: list[str]
+
+
 class DeletedOut(BaseModel):
     status: Literal["success"] = "success"
     deleted: bool

@@ -618,6 +618,11 @@ class AsyncPostgresStore(AsyncBudgetStore):
         found: dict[str, UserRecord] = await self.db.read(self.calls.records_query())
         return found
 
+    async def projects(self) -> list[str]:
+        """Every project of the database with at least one budget, sorted."""
+        found: list[str] = await self.db.read(self.calls.projects_query())
+        return found
+
     async def holds(self, user: str | None = None) -> list[HoldRecord]:
         found: list[HoldRecord] = await self.db.read(self.calls.holds_query(user))
         return found

@@ -374,6 +374,13 @@ class SqlStore(BudgetStore):
             lambda rows: [found[0] for found in rows],
         )
 
+    def projects_query(self) -> Query:
+        return Query(
+            "SELECT DISTINCT project FROM bm_budgets",
+            (),
+            lambda rows: sorted(found[0] for found in rows),  # code point order on every database
+        )
+
     def records_query(self) -> Query:
         return Query(
             f"SELECT user_id, {COLUMNS} FROM bm_budgets WHERE project = ? ORDER BY user_id",
@@ -440,6 +447,11 @@ class SqlStore(BudgetStore):
 
     def records(self) -> dict[str, UserRecord]:
         found: dict[str, UserRecord] = self._read(self.records_query())
+        return found
+
+    def projects(self) -> list[str]:
+        """Every project of the database with at least one budget, sorted."""
+        found: list[str] = self._read(self.projects_query())
         return found
 
     def holds(self, user: str | None = None) -> list[HoldRecord]:
