@@ -354,8 +354,9 @@ class StubServer(ThreadingHTTPServer):
     def handle_error(self, request: Any, client_address: Any) -> None:
         import sys
 
+        # A client that closes a stream early is no error of the server's.
         if not isinstance(sys.exc_info()[1], (BrokenPipeError, ConnectionResetError)):
-            super().handle_error(request, client_address)  # a client closing a stream early is not
+            super().handle_error(request, client_address)
 
     @property
     def url(self) -> str:
