@@ -310,3 +310,11 @@ def test_a_bad_limit_is_refused_before_sending(stub, bm, limit: Any):
     with pytest.raises(InvalidInputError):
         client.chat.completions.create(**request("chat", limit=limit))
     assert stub.requests == before and bm.get_holds("ann") == []
+
+
+def test_a_stream_dropped_unclosed_still_settles(stub, bm):
+    client = wrap(openai_client(stub), bm, user="ann")
+    stream = client.chat.completions.create(**request("chat"), stream=True)
+    next(stream)
+    del stream
+    assert bm.get_holds("ann") == [] and bm.get_current_cost("ann") > 0

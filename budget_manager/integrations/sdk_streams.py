@@ -3,6 +3,8 @@ and the SDK streams watched so that they settle when they end or are closed."""
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -103,6 +105,11 @@ class WatchedStream(_Watched):
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    def __del__(self) -> None:
+        if not self.__dict__.get("_ended", True):  # dropped unclosed: settle what it carried
+            with contextlib.suppress(Exception):  # a finalizer must not raise
+                self.close()
+
 
 class AsyncWatchedStream(_Watched):
     """:class:`WatchedStream` for an ``AsyncStream``."""
@@ -110,6 +117,7 @@ class AsyncWatchedStream(_Watched):
     def __init__(self, inner: Any, on_end: Callable[[list[Any], bool], Awaitable[Any]]) -> None:
         super().__init__(inner)
         self._on_end = on_end
+        self._loop = asyncio.get_running_loop()
 
     def __aiter__(self) -> AsyncWatchedStream:
         return self
@@ -145,3 +153,18 @@ class AsyncWatchedStream(_Watched):
 
     async def __aexit__(self, *exc: object) -> None:
         await self.close()
+
+    def __del__(self) -> None:
+        if not self.__dict__.get("_ended", True):  # dropped unclosed: closed by a task on its loop
+            with contextlib.suppress(Exception):  # a finalizer must not raise
+                if not self._loop.is_closed():
+                    self._loop.call_soon_threadsafe(_close_later, self)
+
+
+_closing: set[asyncio.Task[None]] = set()
+
+
+def _close_later(stream: AsyncWatchedStream) -> None:
+    task = asyncio.ensure_future(stream.close())
+    _closing.add(task)  # the loop keeps only a weak reference to a task
+    task.add_done_callback(_closing.discard)
