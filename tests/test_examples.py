@@ -73,3 +73,24 @@ def test_async_app_never_sends_past_a_budget(stub, tmp_path):
     spent = {line.split()[0]: line.split()[2:5:2] for line in out[1:]}
     for name, (used, budget) in spent.items():
         assert 0 < float(used.lstrip("$")) <= float(budget.lstrip("$")), name
+
+
+def test_openai_sdk_example_settles_and_refuses_before_sending(stub, tmp_path):
+    before = stub.requests
+    out = run("openai_sdk.py", tmp_path, OPENAI_BASE_URL=stub.url).splitlines()
+    assert out[0].startswith("Hello!") and out[1].startswith("Hello!")
+    spent, budget = (float(word.lstrip("$")) for word in out[2].split()[2:5:2])
+    assert 0 < spent <= budget == 0.001
+    assert out[3].startswith("refused before sending: budget 'ann'")
+    assert stub.requests - before == 2
+
+
+def test_anthropic_sdk_example_never_sends_past_a_budget(stub, tmp_path):
+    before = stub.requests
+    out = run("anthropic_sdk.py", tmp_path, OPENAI_BASE_URL=stub.url).splitlines()
+    sent, requests = int(out[0].split()[0]), int(out[0].split(",")[1].split()[0])
+    assert requests == 30 and 0 < sent < 30 and stub.requests - before == sent + 1
+    assert out[1].startswith("Hello!")
+    for line in out[2:]:
+        spent, budget = (float(word.lstrip("$")) for word in line.split()[2:5:2])
+        assert 0 < spent <= budget
