@@ -93,6 +93,7 @@ def _pieces(text: str) -> Iterator[str]:
 class _Handler(BaseHTTPRequestHandler):
     server: StubServer
     protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # else a keep-alive reply waits ~40 ms for a delayed ACK
 
     def log_message(self, format: str, *args: Any) -> None:  # keep test output quiet
         pass

@@ -35,7 +35,12 @@ def stream_settlement(call: Call, chunks: list[Any], finished: bool) -> Settleme
         return {"cost": 0}
     folded = fold(chunks)
     if finished and folded.usage is not None:
-        return {"completion_obj": chunks, "model": call.model}
+        reported = {
+            "model": folded.model,
+            "usage": folded.usage,
+            "service_tier": folded.service_tier,
+        }
+        return {"completion_obj": reported, "model": call.model}
     model = folded.model if folded.model and costs.has_price(folded.model) else call.model
     cost = costs.price_counted(model, call.prompt, folded.text).cost
     if folded.usage is not None:
