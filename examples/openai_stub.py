@@ -295,6 +295,8 @@ class _Handler(BaseHTTPRequestHandler):
             "cache_creation_input_tokens": tokens.written,
             "output_tokens": tokens.output,
         }
+        if tokens.reasoning:  # thinking, inside output_tokens
+            usage["output_tokens_details"] = {"thinking_tokens": tokens.reasoning}
         message: dict[str, Any] = {
             "id": f"msg_stub_{number}",
             "type": "message",
@@ -338,6 +340,8 @@ class _Handler(BaseHTTPRequestHandler):
         }
         if report:
             end["usage"] = {"output_tokens": tokens.output}
+            if tokens.reasoning:
+                end["usage"]["output_tokens_details"] = usage["output_tokens_details"]
         self._event(end, "message_delta")
         self._event({"type": "message_stop"}, "message_stop")
         self.wfile.flush()

@@ -131,6 +131,8 @@ def test_anthropic_cache_reads_writes_and_thinking_are_priced_as_reported(stub, 
         message = client.messages.create(**body)
     usage = message.usage
     assert usage.cache_read_input_tokens == 4 and usage.cache_creation_input_tokens == 5
+    assert usage.output_tokens_details is not None
+    assert usage.output_tokens_details.thinking_tokens == 12
     expected = (
         usage.input_tokens * price(model, "input_cost_per_token")
         + 4 * price(model, "cache_read_input_token_cost")
