@@ -320,3 +320,26 @@ def test_a_stream_dropped_unclosed_still_settles(stub, bm):
     next(stream)
     del stream
     assert bm.get_holds("ann") == [] and bm.get_current_cost("ann") > 0
+
+
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_parse_is_budgeted_like_create(stub, bm, endpoint):
+    client = wrap(client_for(endpoint, stub), bm, user="ann")
+    parsed = resource(client, endpoint).parse(**request(endpoint))
+    assert bm.get_current_cost("ann") == pytest.approx(completion_cost(parsed), rel=1e-12)
+    assert bm.get_holds("ann") == []
+
+
+def test_a_parse_cut_at_its_limit_is_charged_not_released(stub, bm):
+    from pydantic import BaseModel
+
+    class Answer(BaseModel):
+        text: str
+
+    client = wrap(openai_client(stub), bm, user="ann")
+    with pytest.raises(openai.LengthFinishReasonError) as raised:
+        client.chat.completions.parse(**request("chat", limit=3), response_format=Answer)
+    assert bm.get_current_cost("ann") == pytest.approx(
+        completion_cost(raised.value.completion), rel=1e-12
+    )
+    assert bm.get_current_cost("ann") > 0 and bm.get_holds("ann") == []

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from ..costs.usage import field
 from ..hold import AsyncHold, Hold
 from .sdk_calls import Call, ClientKind, Endpoint, client_kind, read_call
 from .sdk_streams import (
@@ -46,8 +47,8 @@ def wrap(client: Any, manager: Any, *, user: str | None = None, ttl: float = DEF
     """``client`` (``openai.OpenAI``/``AsyncOpenAI``, ``anthropic.Anthropic``/``AsyncAnthropic``)
     with its model calls kept within budgets: used exactly like the client, and typed as it.
 
-    ``chat.completions.create``, ``responses.create`` and ``messages.create`` (and their
-    ``stream=True`` forms and ``.stream(...)`` helpers) hold the call's worst case on the user's
+    ``chat.completions.create``, ``responses.create`` and ``messages.create`` (their
+    ``stream=True`` forms, ``.stream(...)`` helpers and ``.parse(...)``) hold the call's worst case on the user's
     budget before sending it (BudgetExceededError, and nothing sent, when it does not fit), then
     settle the hold with the usage the response reports; a stream settles when it ends or is
     closed, a failed call releases its hold. The user is ``user``, else the request's own field
@@ -163,13 +164,23 @@ class _Resource(_SeenThrough):
         object.__setattr__(self, "_endpoint", endpoint)
 
     def create(self, **request: Any) -> Any:
+        return self._send("create", request)
+
+    def parse(self, **request: Any) -> Any:
+        return self._send("parse", request)
+
+    def _send(self, method: str, request: dict[str, Any]) -> Any:
         call = self._budget.call(self._endpoint, request)
         hold: Hold = self._budget.reserving(call)
         streaming = bool(request.get("stream"))
         try:
-            result = self._target.create(**call.to_send(hold.max_tokens, streaming))
-        except BaseException:
-            hold.release()
+            result = getattr(self._target, method)(**call.to_send(hold.max_tokens, streaming))
+        except BaseException as error:
+            completed = answered(error)
+            if completed is None:
+                hold.release()
+            else:
+                hold.settle(**response_settlement(call, completed))
             raise
         if streaming:
             return WatchedStream(result, _settler(hold, call))
@@ -178,6 +189,14 @@ class _Resource(_SeenThrough):
 
     def stream(self, **request: Any) -> _StreamManager:
         return _StreamManager(self, request)
+
+
+def answered(error: BaseException) -> Any:
+    """The response an error was raised about after it arrived (and was billed), if any: the
+    OpenAI SDK's ``LengthFinishReasonError`` and ``ContentFilterFinishReasonError`` from
+    ``parse`` carry it. Other errors mean nothing was answered, and release the hold."""
+    completion = getattr(error, "completion", None)
+    return completion if field(completion, "usage") is not None else None
 
 
 def _settler(hold: Hold, call: Call) -> Callable[[list[Any], bool], Any]:
@@ -232,13 +251,23 @@ class _AsyncResource(_SeenThrough):
         object.__setattr__(self, "_endpoint", endpoint)
 
     async def create(self, **request: Any) -> Any:
+        return await self._send("create", request)
+
+    async def parse(self, **request: Any) -> Any:
+        return await self._send("parse", request)
+
+    async def _send(self, method: str, request: dict[str, Any]) -> Any:
         call = self._budget.call(self._endpoint, request)
         hold: AsyncHold = await self._budget.reserving(call)
         streaming = bool(request.get("stream"))
         try:
-            result = await self._target.create(**call.to_send(hold.max_tokens, streaming))
-        except BaseException:
-            await hold.release()
+            result = await getattr(self._target, method)(**call.to_send(hold.max_tokens, streaming))
+        except BaseException as error:
+            completed = answered(error)
+            if completed is None:
+                await hold.release()
+            else:
+                await hold.settle(**response_settlement(call, completed))
             raise
         if streaming:
             return AsyncWatchedStream(result, _async_settler(hold, call))
