@@ -343,3 +343,30 @@ def test_a_parse_cut_at_its_limit_is_charged_not_released(stub, bm):
         completion_cost(raised.value.completion), rel=1e-12
     )
     assert bm.get_current_cost("ann") > 0 and bm.get_holds("ann") == []
+
+
+@pytest.mark.parametrize("form", FORMS)
+@pytest.mark.parametrize("endpoint", ENDPOINTS)
+def test_async_over_budget_raises_and_sends_nothing(stub, endpoint, form):
+    async def main() -> None:
+        manager = await _async_manager(budget=0.00001)
+        client = wrap(client_for(endpoint, stub, is_async=True), manager, user="ann")
+        before = stub.requests
+        with pytest.raises(BudgetExceededError):
+            await acall(client, endpoint, form, limit=5000)
+        assert stub.requests == before
+        assert await manager.get_holds("ann") == []
+
+    asyncio.run(main())
+
+
+def test_async_fit_sends_the_limit_the_budget_buys(stub):
+    async def main() -> None:
+        worst = worst_case(MODELS["messages"], anthropic_prompt(request("messages")))
+        manager = await _async_manager(budget=float(worst.cost(6)))
+        client = wrap(client_for("messages", stub, is_async=True), manager, user="ann")
+        message = await client.messages.create(**request("messages", limit="fit"))
+        assert 0 < message.usage.output_tokens <= 6 and message.stop_reason == "max_tokens"
+        assert await manager.get_current_cost("ann") == pytest.approx(completion_cost(message))
+
+    asyncio.run(main())
