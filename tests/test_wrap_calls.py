@@ -370,3 +370,8 @@ def test_async_fit_sends_the_limit_the_budget_buys(stub):
         assert await manager.get_current_cost("ann") == pytest.approx(completion_cost(message))
 
     asyncio.run(main())
+
+
+def test_wrap_refuses_a_user_that_is_no_name(stub, bm):
+    with pytest.raises(InvalidInputError):
+        wrap(openai_client(stub), bm, user=42)  # type: ignore[arg-type]

@@ -8,6 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
+from .. import names
 from ..costs.usage import field
 from ..hold import AsyncHold, Hold
 from .sdk_calls import Call, ClientKind, Endpoint, client_kind, read_call
@@ -68,6 +69,8 @@ def wrap(client: Any, manager: Any, *, user: str | None = None, ttl: float = DEF
             f"{type(client).__name__} is {'an asyncio' if kind.is_async else 'a blocking'} "
             f"client: wrap it with a {wanted.__name__}, not {type(manager).__name__}"
         )
+    if user is not None:
+        names.check(user, "user")
     return _Client(client, _Budget(manager, user, ttl, kind), ())
 
 
