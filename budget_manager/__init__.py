@@ -15,6 +15,7 @@ Module level:
   make overspending impossible; ``strict``: hold each ``completion()``'s worst case against
   ``max_budget``.
 - :class:`AsyncBudgetManager`, :class:`AsyncHold`, :func:`acompletion`: the same for asyncio.
+- :func:`wrap`: an OpenAI or Anthropic SDK client whose calls are held and settled on budgets.
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ from .errors import (
     UnknownUserError,
 )
 from .hold import AsyncHold, Hold
+from .integrations.sdk import wrap
 from .manager import BudgetManager
 from .response import ModelResponse
 from .tokens import token_counter
@@ -98,6 +100,7 @@ __all__ = [
     "register_model",
     "strict",
     "token_counter",
+    "wrap",
 ]
 
 

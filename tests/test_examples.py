@@ -103,3 +103,24 @@ def test_dashboard_fills_a_service_and_names_the_page(tmp_path):
     assert out[0] == f"open {server.url}/dashboard?project=demo and enter the API key"
     spent, held = out[1].removeprefix("alice has spent $").split(", holding ")
     assert float(spent) > 0 and float(held) == 0.5
+
+
+def test_openai_sdk_example_settles_and_refuses_before_sending(stub, tmp_path):
+    before = stub.requests
+    out = run("openai_sdk.py", tmp_path, OPENAI_BASE_URL=stub.url).splitlines()
+    assert out[0].startswith("Hello!") and out[1].startswith("Hello!")
+    spent, budget = (float(word.lstrip("$")) for word in out[2].split()[2:5:2])
+    assert 0 < spent <= budget == 0.001
+    assert out[3].startswith("refused before sending: budget 'ann'")
+    assert stub.requests - before == 2
+
+
+def test_anthropic_sdk_example_never_sends_past_a_budget(stub, tmp_path):
+    before = stub.requests
+    out = run("anthropic_sdk.py", tmp_path, OPENAI_BASE_URL=stub.url).splitlines()
+    sent, requests = int(out[0].split()[0]), int(out[0].split(",")[1].split()[0])
+    assert requests == 30 and 0 < sent < 30 and stub.requests - before == sent + 1
+    assert out[1].startswith("Hello!")
+    for line in out[2:]:
+        spent, budget = (float(word.lstrip("$")) for word in line.split()[2:5:2])
+        assert 0 < spent <= budget

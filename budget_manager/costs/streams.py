@@ -82,5 +82,6 @@ def _merge_anthropic_delta(previous: Any, current: Any) -> Any:
             )
         }
         merged["output_tokens"] = field(current, "output_tokens")
+        merged["output_tokens_details"] = field(current, "output_tokens_details")
         return merged
     return current

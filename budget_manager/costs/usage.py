@@ -212,7 +212,13 @@ def _input_output_usage(get: Callable[[str], Any]) -> Usage:
     input_tokens = _tokens(get("input_tokens"), "input_tokens")
     output_tokens = _tokens(get("output_tokens"), "output_tokens")
     input_details, output_details = get("input_tokens_details"), get("output_tokens_details")
-    if input_details is not None or output_details is not None or get("total_tokens"):
+    anthropic = input_details is None and any(
+        get(key) is not None
+        for key in ("cache_read_input_tokens", "cache_creation_input_tokens", "cache_creation")
+    )
+    if not anthropic and (
+        input_details is not None or output_details is not None or get("total_tokens")
+    ):
         # OpenAI Responses API: input_tokens already includes the cached ones.
         usage = Usage(prompt_tokens=input_tokens, completion_tokens=output_tokens)
         if input_details is not None:
@@ -224,12 +230,15 @@ def _input_output_usage(get: Callable[[str], Any]) -> Usage:
     cache_read = _tokens(get("cache_read_input_tokens"), "cache_read_input_tokens")
     cache_write = _tokens(get("cache_creation_input_tokens"), "cache_creation_input_tokens")
     prompt_tokens = input_tokens + cache_read + cache_write
+    # Thinking is billed inside output_tokens; output_tokens_details only breaks it out.
+    thinking = _getter(output_details)("thinking_tokens")
     return Usage(
         prompt_tokens=prompt_tokens,
         completion_tokens=output_tokens,
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
         cache_write_by_ttl=_ttl_counts(get("cache_creation")),
+        reasoning_tokens=_tokens(thinking, "thinking_tokens"),
         total_tokens=prompt_tokens + output_tokens,
     )
 
