@@ -1,4 +1,4 @@
-"""A table of every budget: user, parent, budget, spend, open holds, remaining, period and
+"""A table of every budget, by name: user, parent, budget, spend, open holds, remaining, period and
 next reset."""
 
 from __future__ import annotations
@@ -17,5 +17,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace, out: Output) -> int:
     with open_manager(args) as bm:
         statuses = bm.budget_statuses()
-    print_statuses(out, statuses.values(), title=f"Budgets of {args.project}")
+    ordered = [statuses[user] for user in sorted(statuses)]
+    print_statuses(out, ordered, title=f"Budgets of {args.project}")
     return 0
