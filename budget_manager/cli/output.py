@@ -66,9 +66,14 @@ class Output:
             print(text, file=self.stream)
 
     def table(
-        self, columns: Sequence[str], rows: Sequence[Sequence[str]], title: str | None = None
+        self,
+        columns: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        title: str | None = None,
+        styles: Sequence[str | None] | None = None,
     ) -> None:
-        """A table of text cells (JSON: a list of objects keyed by column)."""
+        """A table of text cells (JSON: a list of objects keyed by column); ``styles``: a rich
+        style per row, used on a terminal only."""
         if self.as_json:
             self.json([dict(zip(columns, row, strict=True)) for row in rows])
         elif self.rich is not None:
@@ -76,8 +81,8 @@ class Output:
             for name in columns:
                 numeric = rows and all(_numeric(row[columns.index(name)]) for row in rows)
                 table.add_column(name, justify="right" if numeric else "left")
-            for row in rows:
-                table.add_row(*row)
+            for n, row in enumerate(rows):
+                table.add_row(*row, style=styles[n] if styles else None)
             self.rich.console.Console(file=self.stream).print(table)
         elif self.terminal:
             if title:

@@ -59,7 +59,17 @@ def print_statuses(out: Output, statuses: Iterable[BudgetStatus], title: str | N
     if out.as_json:
         out.json([status_data(s) for s in found])
     else:
-        out.table(STATUS_COLUMNS, [status_row(s) for s in found], title=title)
+        styles = [_style(s) for s in found]
+        out.table(STATUS_COLUMNS, [status_row(s) for s in found], title=title, styles=styles)
+
+
+def _style(found: BudgetStatus) -> str | None:
+    """Red for a budget used up, yellow for one with less than a tenth left."""
+    if found.remaining <= 0:
+        return "red"
+    if found.remaining * 10 < found.total_budget:
+        return "yellow"
+    return None
 
 
 def hold_row(hold: HoldRecord) -> list[str]:
