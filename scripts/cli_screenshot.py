@@ -74,9 +74,10 @@ def main() -> None:
         store = f"sqlite:///{folder}/budgets.db"
         seed(store)
         shown = on_terminal("users", "--store", store, "--project", "acme")
-    console = Console(record=True, width=WIDTH, force_terminal=True, file=open(os.devnull, "w"))
-    console.print(Text("$ budget-manager users --store sqlite:///budgets.db --project acme"))
-    console.print(Text.from_ansi(shown.rstrip("\n")))
+    with open(os.devnull, "w") as nowhere:
+        console = Console(record=True, width=WIDTH, force_terminal=True, file=nowhere)
+        console.print(Text("$ budget-manager users --store sqlite:///budgets.db --project acme"))
+        console.print(Text.from_ansi(shown.rstrip("\n")))
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     console.save_svg(args.out, title="budget-manager users")
     print(f"wrote {args.out}")
