@@ -202,6 +202,10 @@ def test_exit_codes(tmp_path):
     assert "No such file" in fails(1, "import", str(tmp_path / "missing.json"), *s)
     assert "127.0.0.1:1" in fails(1, "users", "--store", "redis://127.0.0.1:1/0")
     assert "127.0.0.1:1" in fails(1, "users", "--api-base", "http://127.0.0.1:1")
+    missing = tmp_path / "typo.json"
+    assert "no store at" in fails(1, "users", "--store", str(missing))
+    assert "no store at" in fails(1, "holds", "--store", f"sqlite:///{tmp_path}/typo.db")
+    assert not missing.exists() and not (tmp_path / "typo.db").exists()
     assert library(s[1]).get_users() == ["alice"]  # nothing changed
     # usage errors: 2
     assert "unknown command 'frobnicate'" in fails(2, "frobnicate")

@@ -69,8 +69,10 @@ def add_common_options(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def open_manager(args: argparse.Namespace) -> BudgetManager:
-    """The manager of the store or service the common options name."""
+def open_manager(args: argparse.Namespace, *, create: bool = False) -> BudgetManager:
+    """The manager of the store or service the common options name. A JSON or SQLite file
+    that does not exist is a user error (a mistyped path would read as an empty store)
+    unless ``create`` (the commands that write budgets)."""
     from ..manager import BudgetManager
 
     headers = {"Content-Type": "application/json"}
@@ -82,9 +84,22 @@ def open_manager(args: argparse.Namespace) -> BudgetManager:
             f"no store given: pass --store URL_OR_FILE (or set {ENV_STORE}), or --api-base URL "
             f"for a budget service (or set {ENV_API_BASE})"
         )
+    file = _local_file(target)
+    if not create and file is not None and not os.path.exists(file):
+        raise UserError(f"no store at {file}: create a budget or import a user dict there first")
     if "://" in target:
         return BudgetManager(args.project, store=target, headers=headers)
     return BudgetManager(args.project, path=target)
+
+
+def _local_file(target: str) -> str | None:
+    """The file a JSON path or ``sqlite:///`` URL names (None for other stores)."""
+    if "://" not in target:
+        return target
+    if target.lower().startswith("sqlite:///"):
+        path = target[len("sqlite:///") :].split("?", 1)[0]
+        return None if path in ("", ":memory:") else path
+    return None
 
 
 def amount(text: str, what: str) -> Decimal:

@@ -52,6 +52,7 @@ class Output:
         self.as_json = as_json
         self.terminal = not as_json and self.stream.isatty()
         self.rich = _rich() if self.terminal else None
+        self._tables = 0
 
     def json(self, data: Any) -> None:
         """Print ``data`` as JSON (Decimals as exact strings)."""
@@ -74,9 +75,13 @@ class Output:
     ) -> None:
         """A table of text cells (JSON: a list of objects keyed by column); ``styles``: a rich
         style per row, used on a terminal only."""
+        self._tables += 1
         if self.as_json:
             self.json([dict(zip(columns, row, strict=True)) for row in rows])
-        elif self.rich is not None:
+            return
+        if self._tables > 1:
+            print(file=self.stream)  # a blank line between tables
+        if self.rich is not None:
             table = self.rich.table.Table(title=title, title_justify="left")
             for name in columns:
                 numeric = rows and all(_numeric(row[columns.index(name)]) for row in rows)

@@ -22,7 +22,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace, out: Output) -> int:
     total = amount(args.budget, "--budget")
-    with open_manager(args) as bm:
+    with open_manager(args, create=True) as bm:
         bm.create_budget(total, args.user, args.duration, parent=args.parent)
         found = bm.budget_status(args.user)
     print_statuses(out, [found], title=f"Created the budget of {args.user}")

@@ -33,7 +33,7 @@ def run(args: argparse.Namespace, out: Output) -> int:
         raise UserError(f"{args.file} is not valid JSON: {exc}") from None
     if not isinstance(user_dict, dict):
         raise UserError(f"{args.file} holds no user dict (a JSON object of user -> record)")
-    with open_manager(args) as bm, out.progress("importing") as progress:
+    with open_manager(args, create=True) as bm, out.progress("importing") as progress:
         count = bm.import_users(user_dict, replace=args.replace, progress=progress)
     if out.as_json:
         out.json({"imported": count})
