@@ -46,7 +46,9 @@ def run(args: argparse.Namespace, out: Output) -> int:
         return 0
     with open(args.output, "w", encoding="utf-8", newline="") as file:
         file.write(text)
-    count = text.count("\n") - 1 if args.format == "csv" else len(loads(text))
+    # One line per user in both forms, after a header line (CSV) or between braces (JSON).
+    count = text.count("\n") - (1 if args.format == "csv" else 2)
+    count = max(count, 0)
     if out.as_json:
         out.json({"exported": count, "output": args.output, "format": args.format})
     else:
