@@ -142,3 +142,15 @@ def test_the_commands_over_a_budget_service(tmp_path):
         assert run.returncode == 1 and run.stderr.count("\n") == 1 and "Traceback" not in run.stderr
     finally:
         server.stop()
+
+
+def test_a_long_import_draws_a_progress_bar_on_a_terminal(tmp_path):
+    users = {f"user-{n}": {"total_budget": 1} for n in range(30_000)}
+    path = tmp_path / "users.json"
+    path.write_text(json.dumps(users))
+    code, shown = on_terminal("import", str(path), "--store", f"sqlite:///{tmp_path}/b.db")
+    assert code == 0, shown
+    assert "importing" in shown  # the bar's label, drawn while it ran
+    assert "imported 30000 budget(s)" in shown
+    piped = ok("import", str(path), "--store", f"sqlite:///{tmp_path}/c.db", "--replace")
+    assert piped == f"imported 30000 budget(s) from {path}\n"  # no bar when piped

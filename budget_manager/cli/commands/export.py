@@ -36,10 +36,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace, out: Output) -> int:
-    with open_manager(args) as bm:
+    with open_manager(args) as bm, out.progress("exporting") as progress:
         text = bm.export_users()
-    if args.format == "csv":
-        with out.progress("exporting") as progress:
+        if args.format == "csv":
             text = to_csv(loads(text), progress)
     if args.output is None:
         sys.stdout.write(text)
