@@ -15,6 +15,8 @@ Module level:
   make overspending impossible; ``strict``: hold each ``completion()``'s worst case against
   ``max_budget``.
 - :class:`AsyncBudgetManager`, :class:`AsyncHold`, :func:`acompletion`: the same for asyncio.
+- :class:`BudgetStatus`: where a budget stands (``bm.budget_status(user)``,
+  ``bm.budget_statuses()``).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ from .errors import (
 from .hold import AsyncHold, Hold
 from .manager import BudgetManager
 from .response import ModelResponse
+from .status import BudgetStatus
 from .tokens import token_counter
 
 if TYPE_CHECKING:
@@ -71,6 +74,7 @@ __all__ = [
     "BudgetExceededError",
     "BudgetManager",
     "BudgetManagerError",
+    "BudgetStatus",
     "CorruptStoreError",
     "HierarchyError",
     "Hold",

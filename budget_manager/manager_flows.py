@@ -583,11 +583,16 @@ class ManagerFlows:
         found: dict[str, UserRecord] = yield Call("records")
         now = self._clock()
         due = [u for u, r in found.items() if r.is_due(now)]
+        count = 0
         for done, user in enumerate(due, 1):
-            yield Call("roll", (user,))
+            try:
+                yield Call("roll", (user,))
+                count += 1
+            except UnknownUserError:
+                pass  # deleted meanwhile: nothing to reset
             if progress is not None:
                 progress(done, len(due))
-        return len(due)
+        return count
 
     def _import_users(
         self,
