@@ -16,6 +16,8 @@ Module level:
   ``max_budget``.
 - :class:`AsyncBudgetManager`, :class:`AsyncHold`, :func:`acompletion`: the same for asyncio.
 - :func:`wrap`: an OpenAI or Anthropic SDK client whose calls are held and settled on budgets.
+- :class:`BudgetStatus`: where a budget stands (``bm.budget_status(user)``,
+  ``bm.budget_statuses()``).
 """
 
 from __future__ import annotations
@@ -50,6 +52,7 @@ from .hold import AsyncHold, Hold
 from .integrations.sdk import wrap
 from .manager import BudgetManager
 from .response import ModelResponse
+from .status import BudgetStatus
 from .tokens import token_counter
 
 if TYPE_CHECKING:
@@ -73,6 +76,7 @@ __all__ = [
     "BudgetExceededError",
     "BudgetManager",
     "BudgetManagerError",
+    "BudgetStatus",
     "CorruptStoreError",
     "HierarchyError",
     "Hold",

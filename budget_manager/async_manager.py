@@ -200,6 +200,16 @@ class AsyncBudgetManager(ManagerFlows):
     delete_budget = awaiting(ManagerFlows._delete_budget)
     history = awaiting(ManagerFlows._history)
     spend_report = awaiting(ManagerFlows._spend_report)
+
+    # -- operating budgets ---------------------------------------------------------------------
+    add_cost = awaiting(ManagerFlows._add_cost)
+    budget_status = awaiting(ManagerFlows._budget_status)
+    budget_statuses = awaiting(ManagerFlows._budget_statuses)
+    open_holds = awaiting(ManagerFlows._open_holds)
+    release_hold = awaiting(ManagerFlows._release_by_id)
+    reset_expired = awaiting(ManagerFlows._reset_expired)
+    import_users = awaiting(ManagerFlows._import_users)
+    export_users = awaiting(ManagerFlows._export_users)
     get_user_dict = awaiting(ManagerFlows._user_dict)
 
     @property

@@ -178,6 +178,16 @@ class BudgetManager(ManagerFlows):
     history = blocking(ManagerFlows._history)
     spend_report = blocking(ManagerFlows._spend_report)
 
+    # -- operating budgets ---------------------------------------------------------------------
+    add_cost = blocking(ManagerFlows._add_cost)
+    budget_status = blocking(ManagerFlows._budget_status)
+    budget_statuses = blocking(ManagerFlows._budget_statuses)
+    open_holds = blocking(ManagerFlows._open_holds)
+    release_hold = blocking(ManagerFlows._release_by_id)
+    reset_expired = blocking(ManagerFlows._reset_expired)
+    import_users = blocking(ManagerFlows._import_users)
+    export_users = blocking(ManagerFlows._export_users)
+
     @property
     def user_dict(self) -> dict[str, dict[str, Any]]:
         """A copy of every record, as LiteLLM's ``user_dict`` attribute holds them."""

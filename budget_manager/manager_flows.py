@@ -22,11 +22,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, Literal, NamedTuple, TypeVar, overload
 
-from . import costs, history, names, periods, records
+from . import costs, history, money, names, periods, records, status
 from .costs.worst_case import WorstCase, worst_case
 from .deferred import DeferredCosts
 from .errors import (
     BudgetExceededError,
+    CorruptStoreError,
+    HierarchyError,
     InvalidInputError,
     StoreUnavailableError,
     UnknownModelError,
@@ -34,9 +36,11 @@ from .errors import (
 )
 from .events import DEFAULT_FRACTIONS, AlertCallback, Event, Listener, alert_fractions
 from .history import HistoryEvent, ReportBy
+from .ledger import check_forest
 from .money import ZERO, to_float, to_money
 from .operations import DEFAULT_TTL, RETRIES, Call, Flow
 from .records import STORE_ERROR_POLICIES, UNKNOWN_MODEL_POLICIES, HoldRecord, UserRecord
+from .status import BudgetStatus
 from .stores.hosted import ServiceAuthError
 from .windows import window_of
 
@@ -49,6 +53,8 @@ API_BASE_ENV = "BUDGET_MANAGER_API_BASE"
 Duration = Literal["daily", "weekly", "monthly", "yearly"] | str | None
 MaxTokens = int | Literal["fit"] | None
 C = TypeVar("C", bound=AlertCallback)
+#: ``progress(done, total)``: told how far a long operation has come.
+Progress = Callable[[int, int], None]
 
 
 class Taken(NamedTuple):
@@ -152,7 +158,7 @@ class ManagerFlows:
     # -- the documented API --------------------------------------------------------------------
     def _create_budget(
         self,
-        total_budget: float,
+        total_budget: float | Decimal,
         user: str,
         duration: Duration = None,
         created_at: float | None = None,
@@ -217,13 +223,18 @@ class ManagerFlows:
         """
         user = _user(user)
         model, cost, usage = self._cost(completion_obj, model, input_text, output_text)
+        answer: dict[str, Any] = yield from self._charge(user, model, cost, usage.counts() or None)
+        return answer
+
+    def _charge(
+        self, user: str, model: str | None, cost: Decimal, tokens: dict[str, int] | None
+    ) -> Flow[dict[str, Any]]:
+        """Add a priced cost to the user's spend (kept for later while the store is away)."""
         key = uuid.uuid4().hex if self._keyed else None
         if self._deferred.waiting:
             yield from self._deliver()
         try:
-            outcome = yield Call(
-                "charge", (user, model, cost), {"key": key, "tokens": usage.counts() or None}
-            )
+            outcome = yield Call("charge", (user, model, cost), {"key": key, "tokens": tokens})
         except StoreUnavailableError as exc:
             self._deferred.keep_charge(user, model, cost, key, self._clock())
             return self._kept(user, model, cost, exc)
@@ -524,6 +535,110 @@ class ManagerFlows:
         found: dict[str, UserRecord] = yield Call("records")
         return {u: r.to_public() for u, r in found.items()}
 
+    # -- operating budgets (what the command line needs) -----------------------------------------
+    def _add_cost(
+        self, user: str, cost: float | Decimal | str, model: str | None = None
+    ) -> Flow[dict[str, Any]]:
+        """Add a known cost (USD; a decimal string is taken exactly) to the user's spend, under
+        ``model`` in the per-model breakdown; returns ``{"user": record}`` as ``update_cost``
+        does."""
+        user = _user(user)
+        amount = (
+            money.parse_money(cost, "cost") if isinstance(cost, str) else to_money(cost, "cost")
+        )
+        if model is not None:
+            names.check_model(model)
+        answer: dict[str, Any] = yield from self._charge(user, model, amount, None)
+        return answer
+
+    def _budget_status(self, user: str) -> Flow[BudgetStatus]:
+        """Where the user's budget stands now: a :class:`~budget_manager.status.BudgetStatus`
+        (parent, budget, spend, open holds, remaining, period, next reset, per-model spend)."""
+        record = yield from self._record_of(user)
+        found: list[HoldRecord] = yield Call("holds", (user,))
+        return status.status_of(user, record, found, self._clock())
+
+    def _budget_statuses(self) -> Flow[dict[str, BudgetStatus]]:
+        """``{user: BudgetStatus}`` for every budget, read in two store calls (the records and
+        the open holds) however many users there are."""
+        found: dict[str, UserRecord] = yield Call("records")
+        open_holds: list[HoldRecord] = yield Call("holds", (None,))
+        return status.statuses(found, open_holds, self._clock())
+
+    def _open_holds(self, user: str | None = None) -> Flow[list[HoldRecord]]:
+        """The open holds (on ``user``'s budget, or on every budget) as
+        :class:`~budget_manager.records.HoldRecord` objects, amounts exact."""
+        found: list[HoldRecord] = yield Call("holds", (None if user is None else _user(user),))
+        return found
+
+    def _release_by_id(self, hold_id: str) -> Flow[HoldRecord]:
+        """Free the hold ``hold_id`` without recording a cost (UnknownHoldError if there is
+        none); returns the hold. One already settled or released is left as it was: its
+        ``state`` says which."""
+        names.check(hold_id, "hold_id")
+        outcome = yield Call("release", (hold_id,))
+        assert outcome.hold is not None
+        released: HoldRecord = outcome.hold
+        return released
+
+    def _reset_expired(self, progress: Progress | None = None) -> Flow[int]:
+        """Start a new period for every budget whose period has ended; how many did.
+        ``progress(done, total)`` is called as they are reset."""
+        found: dict[str, UserRecord] = yield Call("records")
+        now = self._clock()
+        due = [u for u, r in found.items() if r.is_due(now)]
+        count = 0
+        for done, user in enumerate(due, 1):
+            try:
+                yield Call("roll", (user,))
+                count += 1
+            except UnknownUserError:
+                pass  # deleted meanwhile: nothing to reset
+            if progress is not None:
+                progress(done, len(due))
+        return count
+
+    def _import_users(
+        self,
+        user_dict: Mapping[str, Any],
+        *,
+        replace: bool = False,
+        progress: Progress | None = None,
+    ) -> Flow[int]:
+        """Write the budgets of a user dict (LiteLLM's ``user_cost.json`` format, or this
+        library's export), spend included; how many. Every record is checked before anything
+        is written: one bad record raises InvalidInputError naming it, and nothing changes.
+        Budgets already stored and not in ``user_dict`` are kept, unless ``replace=True``
+        makes ``user_dict`` the whole user dict (in one atomic step). ``progress(done, total)``
+        is called as they are written."""
+        parsed = parse_user_dict(user_dict)
+        if replace:
+            check_forest(parsed)
+            yield Call("replace_all", (parsed,))
+            if progress is not None:
+                progress(len(parsed), len(parsed))
+            return len(parsed)
+        stored_parents: dict[str, UserRecord] = {}
+        for record in parsed.values():
+            parent = record.parent
+            if parent is not None and parent not in parsed and parent not in stored_parents:
+                found: UserRecord | None = yield Call("get", (parent,))
+                if found is None:
+                    raise HierarchyError(f"parent {parent!r} has no budget, here or in the file")
+                stored_parents[parent] = UserRecord(found.total_budget)  # its own parent: stored
+        check_forest({**stored_parents, **parsed})
+        for done, user in enumerate(parents_first(parsed), 1):
+            yield Call("put", (user, parsed[user]))
+            if progress is not None:
+                progress(done, len(parsed))
+        return len(parsed)
+
+    def _export_users(self) -> Flow[str]:
+        """Every budget as the text of a LiteLLM ``user_cost.json`` (amounts written exactly):
+        what :meth:`import_users` and LiteLLM's BudgetManager read."""
+        found: dict[str, UserRecord] = yield Call("records")
+        return records.dump_user_dict(found)
+
     def on_event(self, listener: Listener) -> None:
         """Call ``listener(event)`` after every change this manager makes."""
         self._ops.subscribe(listener)
@@ -612,6 +727,41 @@ def completion_limit(kwargs: dict[str, Any], max_tokens: MaxTokens) -> tuple[str
     if "max_completion_tokens" in kwargs:
         return "max_completion_tokens", kwargs.pop("max_completion_tokens")
     return "max_tokens", max_tokens
+
+
+def parse_user_dict(user_dict: Mapping[str, Any]) -> dict[str, UserRecord]:
+    """The records of a user dict, every one checked; InvalidInputError names the first bad one."""
+    if not isinstance(user_dict, Mapping):
+        raise InvalidInputError(
+            f"a user dict must map user names to records, got {type(user_dict).__name__}"
+        )
+    parsed: dict[str, UserRecord] = {}
+    for user, data in user_dict.items():
+        names.check(user, "user")
+        try:
+            parsed[user] = records.from_json(user, data)
+        except CorruptStoreError as exc:
+            raise InvalidInputError(str(exc)) from None
+    return parsed
+
+
+def parents_first(parsed: Mapping[str, UserRecord]) -> list[str]:
+    """The users of ``parsed`` ordered so that a parent comes before the budgets below it."""
+    ordered: list[str] = []
+    placed: set[str] = set()
+
+    def place(user: str, seen: tuple[str, ...]) -> None:
+        if user in placed or user not in parsed:
+            return
+        parent = parsed[user].parent
+        if parent is not None and parent not in seen:
+            place(parent, (*seen, user))
+        placed.add(user)
+        ordered.append(user)
+
+    for user in parsed:
+        place(user, ())
+    return ordered
 
 
 def _user(user: object) -> str:

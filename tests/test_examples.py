@@ -1,5 +1,6 @@
 """Every example runs as a script against a real HTTP server on loopback."""
 
+import json
 import os
 import subprocess
 import sys
@@ -124,3 +125,31 @@ def test_anthropic_sdk_example_never_sends_past_a_budget(stub, tmp_path):
     for line in out[2:]:
         spent, budget = (float(word.lstrip("$")) for word in line.split()[2:5:2])
         assert 0 < spent <= budget
+
+
+def test_operations_matches_what_the_command_line_shows(tmp_path):
+    out = run("operations.py", tmp_path).splitlines()
+    assert out[:2] == [
+        "alice: spent 0.0125 of 10, 1 open hold(s) of 2, 7.9875 left",
+        "team: spent 0.0125 of 100, 1 open hold(s) of 2, 97.9875 left",
+    ]
+    assert out[2:] == [
+        "released: released",
+        "ended periods reset: 0",
+        "by model: {'gpt-4o': 0.0125}",
+    ]
+    shown = subprocess.run(
+        [sys.executable, "-m", "budget_manager.cli", "users", "--json"],
+        cwd=tmp_path,
+        env={
+            **os.environ,
+            "BUDGET_MANAGER_STORE": "sqlite:///ops.db",
+            "BUDGET_MANAGER_PROJECT": "ops",
+        },
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert shown.returncode == 0, shown.stderr
+    users = {u["user"]: u for u in json.loads(shown.stdout)}
+    assert (users["alice"]["remaining"], users["team"]["spent"]) == ("9.9875", "0.0125")

@@ -16,7 +16,7 @@ import pytest
 import requests
 from _service import ThreadServer, free_port
 
-from budget_manager.cli import _parser
+from budget_manager.cli import command_parser
 from budget_manager.server import serving
 
 PROTOCOLS = [serving.H11Guarded, serving.PROTOCOL]
@@ -192,11 +192,7 @@ def test_serve_says_serving_once_it_listens(tmp_path: Path) -> None:
 
 
 def test_every_option_of_serve_states_its_default() -> None:
-    serve_parser = next(
-        action.choices["serve"]
-        for action in _parser()._actions
-        if getattr(action, "choices", None) and "serve" in action.choices  # type: ignore[operator]
-    )
+    serve_parser = command_parser("serve")
     options = [a for a in serve_parser._actions if a.option_strings and a.dest != "help"]
     assert len(options) >= 15
     for action in options:

@@ -281,13 +281,20 @@ class ServiceFlows(Announcer):
         return f"{self._base}/holds/{names.to_segment(names.check(hold_id, 'hold_id'))}{suffix}"
 
     def _call(
-        self, method: str, path: str, body: dict[str, Any] | None = None, *, what: str
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        *,
+        what: str,
+        hold_id: str | None = None,
     ) -> Flow[dict[str, Any]]:
-        """The service's answer (``what`` names the request in errors)."""
+        """The service's answer (``what`` names the request in errors, ``hold_id`` the hold
+        it is about)."""
         payload = json.dumps(body) if body is not None else None
         response = yield Call("request", (method, path, payload))
         if response.status_code >= 400:
-            raise _refusal(self.api_base, response, what)
+            raise _refusal(self.api_base, response, what, hold_id)
         data = json_of(response)
         if not isinstance(data, dict):
             raise StoreError(f"budget service at {self.api_base} answered {what} with no JSON")
@@ -474,6 +481,7 @@ class ServiceFlows(Announcer):
             self._hold_path(hold_id, "/settle"),
             body,
             what=f"the settle of hold {hold_id!r}",
+            hold_id=hold_id,
         )
         outcome = _outcome(known.user if known else "", data)
         user = outcome.hold.user if outcome.hold else ""
@@ -491,7 +499,7 @@ class ServiceFlows(Announcer):
 
     def _release(self, hold_id: str) -> Flow[Outcome]:
         data = yield from self._call(
-            "DELETE", self._hold_path(hold_id), what=f"the release of {hold_id!r}"
+            "DELETE", self._hold_path(hold_id), what=f"the release of {hold_id!r}", hold_id=hold_id
         )
         outcome = _outcome("", data)
         user = outcome.hold.user if outcome.hold else ""
@@ -659,8 +667,10 @@ def save_dict(api_base: str, project: str, users: dict[str, UserRecord]) -> Flow
     return answer if isinstance(answer, dict) else {"status": "success"}
 
 
-def _refusal(api_base: str, response: Any, what: str) -> BudgetManagerError:
-    """The error for a 4xx answer to ``what``."""
+def _refusal(
+    api_base: str, response: Any, what: str, hold_id: str | None = None
+) -> BudgetManagerError:
+    """The error for a 4xx answer to ``what`` (about the hold ``hold_id``, if given)."""
     _check_auth(api_base, response)
     status = response.status_code
     data = json_of(response)
@@ -670,7 +680,8 @@ def _refusal(api_base: str, response: Any, what: str) -> BudgetManagerError:
         user = data.get("user") if isinstance(data, dict) else None
         return UnknownUserError(user if isinstance(user, str) else what)
     if status == 404 and field == "hold_id":
-        return UnknownHoldError(data.get("hold_id") if isinstance(data, dict) else what)
+        named = data.get("hold_id") if isinstance(data, dict) else None
+        return UnknownHoldError(named if isinstance(named, str) else hold_id or what)
     if status == 409 and field == "cost":
         budget = data.get("user") if isinstance(data, dict) else None
         return BudgetExceededError(

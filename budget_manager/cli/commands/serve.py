@@ -1,8 +1,7 @@
-"""The ``budget-manager`` command: ``budget-manager serve`` runs the budget service.
+"""Run the budget service. Every option shows its default."""
 
-``serve`` opens the store and binds the port before it announces anything; when it cannot
-start it says why on one line of stderr and exits with 1 (2 for a usage error).
-"""
+# ``serve`` opens the store and binds the port before it announces anything; when it cannot
+# start it says why on one line of stderr and exits with 1 (2 for a usage error).
 
 from __future__ import annotations
 
@@ -10,17 +9,12 @@ import argparse
 import asyncio
 import contextlib
 import sys
-from collections.abc import Sequence
-from typing import NoReturn
 
+from ..base import STARTUP_ERROR, USAGE_ERROR
+
+#: serve has its own --store and --api-key (it is the service): no common options.
+COMMON_OPTIONS = False
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
-USAGE_ERROR = 2
-STARTUP_ERROR = 1
-
-
-class _Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> NoReturn:
-        self.exit(USAGE_ERROR, f"{self.prog}: {message} (see --help)\n")
 
 
 def _count(text: str) -> int:
@@ -37,17 +31,11 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _parser() -> argparse.ArgumentParser:
-    from .names import MAX_MODEL_NAME
-    from .records import MAX_MODELS
+def add_arguments(serve: argparse.ArgumentParser) -> None:
+    """The options of ``serve`` (its own ``--store`` and ``--api-key``: it is the service)."""
+    from ...names import MAX_MODEL_NAME
+    from ...records import MAX_MODELS
 
-    parser = _Parser(prog="budget-manager", description=__doc__)
-    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    serve = commands.add_parser(
-        "serve",
-        help="run the budget service (needs the [server] extra)",
-        description="Run the budget service. Every option shows its default.",
-    )
     option = serve.add_argument
     option(
         "--store",
@@ -131,7 +119,6 @@ def _parser() -> argparse.ArgumentParser:
         choices=["critical", "error", "warning", "info", "debug"],
         help="(default: %(default)s)",
     )
-    return parser
 
 
 def _fail(message: str, code: int = STARTUP_ERROR) -> int:
@@ -139,13 +126,13 @@ def _fail(message: str, code: int = STARTUP_ERROR) -> int:
     return code
 
 
-def serve(args: argparse.Namespace) -> int:
+def run(args: argparse.Namespace, out: object = None) -> int:
     """Run the service until interrupted; the exit code."""
     try:
-        from .server.app import create_app
-        from .server.auth import ENV_KEYS, ApiKeys, specs_from_env, specs_from_file
-        from .server.factory import configure
-        from .server.serving import StartupError, bind, run
+        from ...server.app import create_app
+        from ...server.auth import ENV_KEYS, ApiKeys, specs_from_env, specs_from_file
+        from ...server.factory import configure
+        from ...server.serving import StartupError, bind, run
     except ImportError as exc:
         return _fail(
             f"serve needs the [server] extra ({exc.name or exc} is missing): "
@@ -153,8 +140,8 @@ def serve(args: argparse.Namespace) -> int:
         )
     import os
 
-    from .errors import BudgetManagerError, InvalidInputError
-    from .stores.sql import redact_url
+    from ...errors import BudgetManagerError, InvalidInputError
+    from ...stores.sql import redact_url
 
     store = redact_url(args.store)
     try:
@@ -220,15 +207,3 @@ def serve(args: argparse.Namespace) -> int:
             log_level=args.log_level,
         )
     return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point of the console script."""
-    args = _parser().parse_args(argv)
-    if args.command == "serve":
-        return serve(args)
-    return USAGE_ERROR  # pragma: no cover - argparse requires a command
-
-
-if __name__ == "__main__":
-    sys.exit(main())

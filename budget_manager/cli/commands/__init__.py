@@ -1,0 +1,1 @@
+"""One module per command of ``budget-manager`` (listed in :data:`budget_manager.cli.COMMANDS`)."""
