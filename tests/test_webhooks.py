@@ -6,6 +6,8 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from _service import ThreadServer, pg_database
+from _service import ProcessServer, ThreadServer, pg_database
 
 from budget_manager import BudgetManager, InvalidInputError
 from budget_manager.server import create_app
@@ -183,3 +185,53 @@ def test_services_sharing_a_database_announce_each_threshold_once(receiver: Rece
 def test_bad_alert_settings_are_refused_at_start(tmp_path: Path, options: dict[str, Any]) -> None:
     with pytest.raises(InvalidInputError):
         create_app(f"sqlite:///{tmp_path}/b.db", **options)
+
+
+def test_budget_manager_serve_with_workers_posts_each_alert_once(receiver: Receiver) -> None:
+    with pg_database() as url:
+        args = ("--webhook", receiver.url, "--alert-at", "0.5,1", "--history-retention", "30d")
+        env = {"BUDGET_MANAGER_WEBHOOK_SECRET": SECRET}
+        service = ProcessServer(url, workers=2, args=args, env=env).start()
+        try:
+            bm = BudgetManager("ops", client_type="hosted", api_base=service.url)
+            bm.create_budget(total_budget=0.4, user="ann")
+
+            def spend() -> None:
+                client = BudgetManager("ops", client_type="hosted", api_base=service.url)
+                for _ in range(20):
+                    try:
+                        client.reserve("ann", amount=0.01).settle(cost=0.01)
+                    except Exception:
+                        return
+
+            threads = [threading.Thread(target=spend) for _ in range(6)]
+            for thread in threads:
+                thread.start()
+            for thread in threads:
+                thread.join()
+            assert bm.get_current_cost("ann") == pytest.approx(0.4)
+            got = sorted((a["user"], a["fraction"]) for a in receiver.alerts(2))
+            time.sleep(0.5)
+            assert got == [("ann", 0.5), ("ann", 1.0)] and len(receiver.received) == 2
+        finally:
+            service.stop()
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["--alert-at", "0.5,zero"],
+        ["--alert-at", "0"],
+        ["--webhook", "ftp://x/hook"],
+        ["--history-retention", "forever"],
+    ],
+)
+def test_serve_refuses_bad_alert_options(args: list[str]) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "budget_manager.cli", "serve", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 2
+    assert args[0] in result.stderr and "Traceback" not in result.stderr

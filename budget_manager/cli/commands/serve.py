@@ -15,6 +15,8 @@ from ..base import STARTUP_ERROR, USAGE_ERROR
 #: serve has its own --store and --api-key (it is the service): no common options.
 COMMON_OPTIONS = False
 LOCAL_HOSTS = frozenset({"127.0.0.1", "localhost", "::1"})
+#: Where the webhook secret may come from instead of the command line (the process list).
+ENV_WEBHOOK_SECRET = "BUDGET_MANAGER_WEBHOOK_SECRET"
 
 
 def _count(text: str) -> int:
@@ -29,6 +31,37 @@ def _seconds(text: str) -> float:
     if not 0 < value < float("inf"):
         raise argparse.ArgumentTypeError(f"must be a positive number of seconds, got {text}")
     return value
+
+
+def _fractions(text: str) -> list[str]:
+    from ...errors import InvalidInputError
+    from ...events import alert_fractions
+
+    try:
+        return [str(f) for f in alert_fractions(text.split(","), "--alert-at")]
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def _webhook(text: str) -> str:
+    from ...errors import InvalidInputError
+    from ...server.webhooks import WebhookSettings
+
+    try:
+        WebhookSettings((text,))
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
+def _span(text: str) -> float:
+    from ...errors import InvalidInputError
+    from ...history import span
+
+    try:
+        return span(text, "--history-retention")
+    except InvalidInputError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def add_arguments(serve: argparse.ArgumentParser) -> None:
@@ -112,6 +145,35 @@ def add_arguments(serve: argparse.ArgumentParser) -> None:
         help="project stores kept open between requests, least recently used dropped first "
         "(default: %(default)s)",
     )
+    option(
+        "--history-retention",
+        type=_span,
+        default="90d",
+        metavar="SPAN",
+        help="how long the spend history is kept: seconds or a span such as 30d, 12h "
+        "(default: %(default)s)",
+    )
+    option(
+        "--webhook",
+        action="append",
+        type=_webhook,
+        default=[],
+        metavar="URL",
+        help="POST each threshold alert to this URL as JSON; repeatable (default: none)",
+    )
+    option(
+        "--webhook-secret",
+        metavar="SECRET",
+        help="sign each alert's body with HMAC-SHA256 of this secret, in hex, in the "
+        f"X-Budget-Manager-Signature header (default: ${ENV_WEBHOOK_SECRET}, else unsigned)",
+    )
+    option(
+        "--alert-at",
+        type=_fractions,
+        metavar="FRACTIONS",
+        help="fractions of every budget whose crossing alerts, comma-separated "
+        "(default: 0.5,0.8,1.0 with a --webhook, else none)",
+    )
     option("--workers", type=_count, default=1, help="uvicorn processes (default: %(default)s)")
     option(
         "--log-level",
@@ -163,6 +225,10 @@ def run(args: argparse.Namespace, out: object = None) -> int:
         "max_models": args.max_models,
         "idempotency_ttl": args.idempotency_ttl,
         "max_projects": args.max_projects,
+        "history_retention": args.history_retention,
+        "alert_at": args.alert_at or [],
+        "webhooks": args.webhook,
+        "webhook_secret": args.webhook_secret or os.environ.get(ENV_WEBHOOK_SECRET) or None,
     }
     try:
         app = create_app(store_url=args.store, api_keys=keys, **options)  # opens the store
@@ -182,7 +248,7 @@ def run(args: argparse.Namespace, out: object = None) -> int:
         )
     target: object = app
     if args.workers > 1:  # each worker opens the store itself, from the parsed settings
-        app.state.stores.close()
+        asyncio.run(app.state.stores.close())
         configure(args.store, keys, **options)
         target = "budget_manager.server.factory:app_from_env"
     port = sock.getsockname()[1]
