@@ -213,13 +213,24 @@ class ManagerFlows:
         """
         user = _user(user)
         model, cost, usage = self._cost(completion_obj, model, input_text, output_text)
-        key = uuid.uuid4().hex if self._keyed else None
+        charged: dict[str, Any] = yield from self._charge(user, model, cost, usage.counts() or None)
+        return charged
+
+    def _charge(
+        self,
+        user: str,
+        model: str | None,
+        cost: Decimal,
+        tokens: dict[str, int] | None = None,
+        key: str | None = None,
+    ) -> Flow[dict[str, Any]]:
+        """Add an already priced ``cost`` to the user's spend; ``key`` (default: a new one)
+        makes the charge idempotent on stores that can lose an answer on the way back."""
+        key = (key or uuid.uuid4().hex) if self._keyed else None
         if self._deferred.waiting:
             yield from self._deliver()
         try:
-            outcome = yield Call(
-                "charge", (user, model, cost), {"key": key, "tokens": usage.counts() or None}
-            )
+            outcome = yield Call("charge", (user, model, cost), {"key": key, "tokens": tokens})
         except StoreUnavailableError as exc:
             self._deferred.keep_charge(user, model, cost, key, self._clock())
             return self._kept(user, model, cost, exc)
