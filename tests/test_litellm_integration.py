@@ -26,6 +26,7 @@ from budget_manager import (
     BudgetExceededError,
     BudgetManager,
     InvalidInputError,
+    UnknownModelError,
     completion_cost,
 )
 from budget_manager.costs.worst_case import worst_case
@@ -478,3 +479,57 @@ def test_32_tasks_through_acompletion_never_settle_more_than_the_budget(call, st
 
     with store_url(kind, tmp_path) as url:
         asyncio.run(main(url))
+
+
+def test_callback_with_an_async_manager_charges_litellm_completion(call, tmp_path):
+    bm = AsyncBudgetManager("p", path=tmp_path / "budgets.json")
+    asyncio.run(bm.create_budget(1.0, "alice"))
+    litellm.callbacks = [BudgetCallback(bm)]
+    response = litellm.completion(user="alice", **call)
+    wait_for(lambda: asyncio.run(bm.get_current_cost("alice")) > 0)
+    settles()
+    assert asyncio.run(bm.get_current_cost("alice")) == pytest.approx(cost_of(response.usage))
+
+
+# -- a model this library has no price for --------------------------------------------------------
+UNPRICED = "stub-unpriced-model"
+
+
+@pytest.fixture
+def unpriced(call: dict[str, Any]) -> dict[str, Any]:
+    """A call to a model only LiteLLM has a price for ($1 / $2 per million tokens)."""
+    litellm.register_model(
+        {
+            UNPRICED: {
+                "input_cost_per_token": 1e-6,
+                "output_cost_per_token": 2e-6,
+                "litellm_provider": "openai",
+                "mode": "chat",
+            }
+        }
+    )
+    return {**call, "model": f"openai/{UNPRICED}"}
+
+
+def litellm_price(usage: Any) -> float:
+    return float(usage.prompt_tokens * 1e-6 + usage.completion_tokens * 2e-6)
+
+
+def test_callback_charges_litellms_price_for_a_model_unknown_here(unpriced, tmp_path):
+    bm = manager(tmp_path)
+    litellm.callbacks = [BudgetCallback(bm)]
+    response = litellm.completion(user="alice", **unpriced)
+    wait_for(lambda: bm.get_current_cost("alice") > 0)
+    assert bm.get_current_cost("alice") == pytest.approx(litellm_price(response.usage))
+
+
+def test_wrapper_refuses_an_unpriced_model_unless_the_budget_allows_it(unpriced, stub, tmp_path):
+    bm = manager(tmp_path)
+    before = served(stub)
+    with pytest.raises(UnknownModelError):
+        completion(bm, user="alice", max_tokens=10, **unpriced)
+    assert served(stub) == before
+    allowing = BudgetManager("q", path=tmp_path / "q.json", on_unknown_model="allow")
+    allowing.create_budget(1.0, "alice")
+    response = completion(allowing, user="alice", max_tokens=10, **unpriced)
+    assert allowing.get_current_cost("alice") == pytest.approx(litellm_price(response.usage))

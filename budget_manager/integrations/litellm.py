@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Coroutine, Mapping
+from decimal import Decimal
 from typing import Any
 
 from litellm.integrations.custom_logger import CustomLogger
@@ -165,7 +166,12 @@ class BudgetCallback(CustomLogger):
     def _record(self, call: tuple[str, str], kwargs: Mapping[str, Any], response: Any) -> None:
         call_id, user = call
         hold = self._holds.pop(call_id, None)
-        model, cost, tokens = price(response, kwargs.get("model"), kwargs.get("response_cost"))
+        priced = _priced(kwargs, response)
+        if priced is None:
+            if isinstance(hold, Hold):
+                hold.settle()
+            return
+        model, cost, tokens = priced
         if isinstance(hold, Hold):
             hold.settle(cost=cost, model=model)
         else:
@@ -177,7 +183,12 @@ class BudgetCallback(CustomLogger):
     ) -> None:
         call_id, user = call
         hold = self._holds.pop(call_id, None)
-        model, cost, tokens = price(response, kwargs.get("model"), kwargs.get("response_cost"))
+        priced = _priced(kwargs, response)
+        if priced is None:
+            if isinstance(hold, AsyncHold):
+                await hold.settle()
+            return
+        model, cost, tokens = priced
         if isinstance(hold, AsyncHold):
             await hold.settle(cost=cost, model=model)
         else:
@@ -296,6 +307,24 @@ def _known_cost(response: Any) -> Any:
     try:
         return price(response, None, litellm_cost_of(response))[1]
     except UnknownModelError:
+        return None
+
+
+def _priced(
+    kwargs: Mapping[str, Any], response: Any
+) -> tuple[str | None, Decimal, dict[str, int] | None] | None:
+    """A successful call's model, cost and tokens; None (logged) when neither this library nor
+    LiteLLM has a price for it: a hold is then settled at the amount it held."""
+    try:
+        return price(response, kwargs.get("model"), kwargs.get("response_cost"))
+    except UnknownModelError as exc:
+        logger.error(
+            "LiteLLM call %s for %r cannot be priced (%s): a hold is charged what it held, "
+            "a call without one is not charged",
+            kwargs.get("litellm_call_id"),
+            user_of(kwargs),
+            exc,
+        )
         return None
 
 
