@@ -109,9 +109,11 @@ def test_importing_budget_manager_does_not_import_litellm() -> None:
 # -- BudgetCallback ------------------------------------------------------------------------------
 def test_callback_charges_a_sync_call_once_at_our_price_of_the_reported_usage(call, tmp_path):
     bm = manager(tmp_path)
-    litellm.callbacks = [BudgetCallback(bm)]
+    callback = BudgetCallback(bm)
+    litellm.callbacks = [callback]
     response = litellm.completion(user="alice", **call)
-    wait_for(lambda: bm.get_current_cost("alice") > 0)
+    assert callback.wait(timeout=10)
+    assert bm.get_current_cost("alice") == pytest.approx(cost_of(response.usage), rel=1e-12)
     settles()
     assert bm.get_current_cost("alice") == pytest.approx(cost_of(response.usage), rel=1e-12)
     assert bm.get_model_cost("alice") == {"gpt-4o-mini": pytest.approx(cost_of(response.usage))}
@@ -135,10 +137,12 @@ def test_callback_charges_async_calls_and_streams_once_with_an_async_manager(cal
     async def main() -> None:
         async with AsyncBudgetManager("p", store="memory://") as bm:
             await bm.create_budget(1.0, "alice")
-            litellm.callbacks = [BudgetCallback(bm)]
+            callback = BudgetCallback(bm)
+            litellm.callbacks = [callback]
             response = await litellm.acompletion(user="alice", **call)
             expected = cost_of(response.usage)
-            await await_for(lambda: _spent_at_least(bm, expected))
+            assert await callback.async_wait(timeout=10)
+            assert await bm.get_current_cost("alice") == pytest.approx(expected, rel=1e-12)
             stream = await litellm.acompletion(
                 user="alice", stream=True, stream_options={"include_usage": True}, **call
             )

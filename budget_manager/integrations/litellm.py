@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import threading
 from collections.abc import Coroutine, Mapping
 from decimal import Decimal
 from typing import Any
@@ -74,6 +75,39 @@ class BudgetCallback(CustomLogger):
         self._holds: dict[str, HoldBase] = {}
         self._charged = CallIds()
         self._tasks: set[asyncio.Future[Any]] = set()
+        self._pending: set[str] = set()
+        self._idle = threading.Condition()
+
+    # -- waiting for charges ---------------------------------------------------------------------
+    def wait(self, timeout: float = 30.0) -> bool:
+        """Block until every call sent so far has been charged (or released, if it failed);
+        False if some still were not after ``timeout`` seconds. LiteLLM runs success callbacks
+        after the call returns (on its logging threads), so read spend after this."""
+        with self._idle:
+            return self._idle.wait_for(lambda: not self._pending, timeout)
+
+    async def async_wait(self, timeout: float = 30.0) -> bool:
+        """:meth:`wait` for asyncio: LiteLLM runs ``acompletion``'s success callbacks on a
+        worker of the running event loop, after the call returns (and drops them if that loop
+        ends first)."""
+        deadline = asyncio.get_running_loop().time() + timeout
+        while self._pending:
+            if asyncio.get_running_loop().time() >= deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+    def log_pre_api_call(self, model: Any, messages: Any, kwargs: dict[str, Any]) -> None:
+        """Note a call about to be sent, so that :meth:`wait` waits for its charge."""
+        call_id = kwargs.get("litellm_call_id")
+        if isinstance(call_id, str) and call_id not in WRAPPED and user_of(kwargs) is not None:
+            with self._idle:
+                self._pending.add(call_id)
+
+    def _finished(self, call_id: object) -> None:
+        with self._idle:
+            self._pending.discard(str(call_id))
+            self._idle.notify_all()
 
     # -- before sending (litellm.acompletion only) -----------------------------------------------
     async def async_pre_call_deployment_hook(
@@ -133,18 +167,24 @@ class BudgetCallback(CustomLogger):
     ) -> None:
         if not _is_async(kwargs):
             hold = self._holds.pop(str(kwargs.get("litellm_call_id")), None)
-            if isinstance(hold, Hold):
-                hold.release()
+            try:
+                if isinstance(hold, Hold):
+                    hold.release()
+            finally:
+                self._finished(kwargs.get("litellm_call_id"))
 
     async def async_log_failure_event(
         self, kwargs: dict[str, Any], response_obj: Any, start_time: Any, end_time: Any
     ) -> None:
         """Release the hold of a call that failed."""
         hold = self._holds.pop(str(kwargs.get("litellm_call_id")), None)
-        if isinstance(hold, AsyncHold):
-            await hold.release()
-        elif isinstance(hold, Hold):
-            await asyncio.to_thread(hold.release)
+        try:
+            if isinstance(hold, AsyncHold):
+                await hold.release()
+            elif isinstance(hold, Hold):
+                await asyncio.to_thread(hold.release)
+        finally:
+            self._finished(kwargs.get("litellm_call_id"))
 
     # -- helpers ---------------------------------------------------------------------------------
     def _claim(self, kwargs: Mapping[str, Any]) -> tuple[str, str] | None:
@@ -164,6 +204,12 @@ class BudgetCallback(CustomLogger):
         return (call_id, user) if self._charged.add(call_id) else None
 
     def _record(self, call: tuple[str, str], kwargs: Mapping[str, Any], response: Any) -> None:
+        try:
+            self._record_now(call, kwargs, response)
+        finally:
+            self._finished(call[0])
+
+    def _record_now(self, call: tuple[str, str], kwargs: Mapping[str, Any], response: Any) -> None:
         call_id, user = call
         hold = self._holds.pop(call_id, None)
         priced = _priced(kwargs, response)
@@ -179,6 +225,14 @@ class BudgetCallback(CustomLogger):
             charge(self.manager, user, model, cost, tokens, call_id)
 
     async def _arecord(
+        self, call: tuple[str, str], kwargs: Mapping[str, Any], response: Any
+    ) -> None:
+        try:
+            await self._arecord_now(call, kwargs, response)
+        finally:
+            self._finished(call[0])
+
+    async def _arecord_now(
         self, call: tuple[str, str], kwargs: Mapping[str, Any], response: Any
     ) -> None:
         call_id, user = call
