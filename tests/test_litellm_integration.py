@@ -537,3 +537,39 @@ def test_wrapper_refuses_an_unpriced_model_unless_the_budget_allows_it(unpriced,
     allowing.create_budget(1.0, "alice")
     response = completion(allowing, user="alice", max_tokens=10, **unpriced)
     assert allowing.get_current_cost("alice") == pytest.approx(litellm_price(response.usage))
+
+
+def test_completion_with_both_output_limits_is_an_error_and_sends_nothing(call, stub, tmp_path):
+    bm = manager(tmp_path)
+    before = served(stub)
+    with pytest.raises(InvalidInputError, match="not both"):
+        completion(bm, user="alice", max_tokens=10, max_completion_tokens=20, **call)
+    assert served(stub) == before
+    assert bm.get_holds("alice") == []
+
+
+def test_callback_releases_the_hold_after_litellms_retries_fail(call, stub, tmp_path):
+    bm = manager(tmp_path)
+    callback = BudgetCallback(bm)
+    litellm.callbacks = [callback]
+    before = served(stub)
+
+    async def main() -> None:
+        with pytest.raises(litellm.InternalServerError):
+            await litellm.acompletion(
+                user="alice", num_retries=2, extra_headers={"X-Stub-Status": "500"}, **call
+            )
+        assert await callback.async_wait(timeout=10)
+        await _released(bm)
+
+    asyncio.run(main())
+    assert served(stub) - before == 3
+    assert bm.get_current_cost("alice") == 0
+
+
+async def _released(bm: BudgetManager) -> None:
+    for _ in range(500):
+        if bm.get_holds("alice") == []:
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("the hold was not released")

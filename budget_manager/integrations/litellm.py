@@ -332,6 +332,8 @@ def _request(kwargs: dict[str, Any]) -> tuple[str, str, Any, str, Any]:
     model = kwargs.get("model")
     if not isinstance(model, str) or not model:
         raise InvalidInputError(f"model must be a non-empty string, got {model!r}", "model")
+    if kwargs.get("max_tokens") is not None and kwargs.get("max_completion_tokens") is not None:
+        raise InvalidInputError("give max_tokens or max_completion_tokens, not both", "max_tokens")
     limit_key, max_tokens = output_limit(kwargs)
     kwargs.pop(limit_key, None)
     return user, model, kwargs.get("messages"), limit_key, max_tokens
