@@ -242,10 +242,7 @@ def test_callback_releases_the_hold_of_a_failed_acompletion(call, tmp_path):
     async def main() -> None:
         with pytest.raises(litellm.BadRequestError):
             await litellm.acompletion(user="alice", extra_headers={"X-Stub-Status": "400"}, **call)
-        for _ in range(500):
-            if bm.get_holds("alice") == []:
-                return
-            await asyncio.sleep(0.02)
+        await _released(bm)
 
     asyncio.run(main())
     assert bm.get_holds("alice") == []
