@@ -88,8 +88,8 @@ class BudgetCallback(CustomLogger):
 
     async def async_wait(self, timeout: float = 30.0) -> bool:
         """:meth:`wait` for asyncio: LiteLLM runs ``acompletion``'s success callbacks on a
-        worker of the running event loop, after the call returns (and drops them if that loop
-        ends first)."""
+        worker of the running event loop, after the call returns (one that ends first leaves
+        them to the next loop, or to no one when the process exits)."""
         deadline = asyncio.get_running_loop().time() + timeout
         while self._pending:
             if asyncio.get_running_loop().time() >= deadline:
