@@ -570,3 +570,27 @@ async def _released(bm: BudgetManager) -> None:
             return
         await asyncio.sleep(0.02)
     raise AssertionError("the hold was not released")
+
+
+def test_callback_prices_cached_and_reasoning_tokens_with_this_librarys_engine(tmp_path):
+    # The local server reports no cached tokens, so LiteLLM's own response object is handed to
+    # the hook LiteLLM would call.
+    bm = manager(tmp_path)
+    usage = litellm.Usage(
+        prompt_tokens=1000,
+        completion_tokens=500,
+        total_tokens=1500,
+        prompt_tokens_details={"cached_tokens": 800},
+        completion_tokens_details={"reasoning_tokens": 300},
+    )
+    response = litellm.ModelResponse(model="gpt-4o-mini", usage=usage)
+    kwargs = {"litellm_call_id": "call-1", "user": "alice", "model": "gpt-4o-mini"}
+    callback = BudgetCallback(bm)
+    callback.log_success_event(kwargs, response, None, None)
+    callback.log_success_event(kwargs, response, None, None)  # the same call again
+    # 200 uncached and 800 cached prompt tokens, 500 output tokens (reasoning included)
+    expected = (
+        Decimal("200") * Decimal("0.15e-6") + 800 * Decimal("0.075e-6") + 500 * Decimal("0.6e-6")
+    )
+    assert bm.get_current_cost("alice") == pytest.approx(float(expected), rel=1e-12)
+    assert bm.get_current_cost("alice") == pytest.approx(completion_cost(response), rel=1e-12)
