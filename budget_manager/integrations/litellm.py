@@ -21,7 +21,12 @@ from collections.abc import Coroutine, Mapping
 from decimal import Decimal
 from typing import Any
 
-from litellm.integrations.custom_logger import CustomLogger
+try:
+    from litellm.integrations.custom_logger import CustomLogger
+except ImportError as exc:  # pragma: no cover - depends on the installed extras
+    raise ImportError(
+        "budget_manager.integrations.litellm needs LiteLLM: pip install 'budget-manager[litellm]'"
+    ) from exc
 
 from ..async_manager import AsyncBudgetManager
 from ..errors import InvalidInputError, UnknownModelError
