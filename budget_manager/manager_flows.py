@@ -223,14 +223,20 @@ class ManagerFlows:
         """
         user = _user(user)
         model, cost, usage = self._cost(completion_obj, model, input_text, output_text)
-        answer: dict[str, Any] = yield from self._charge(user, model, cost, usage.counts() or None)
-        return answer
+        charged: dict[str, Any] = yield from self._charge(user, model, cost, usage.counts() or None)
+        return charged
 
     def _charge(
-        self, user: str, model: str | None, cost: Decimal, tokens: dict[str, int] | None
+        self,
+        user: str,
+        model: str | None,
+        cost: Decimal,
+        tokens: dict[str, int] | None = None,
+        key: str | None = None,
     ) -> Flow[dict[str, Any]]:
-        """Add a priced cost to the user's spend (kept for later while the store is away)."""
-        key = uuid.uuid4().hex if self._keyed else None
+        """Add an already priced ``cost`` to the user's spend; ``key`` (default: a new one)
+        makes the charge idempotent on stores that can lose an answer on the way back."""
+        key = (key or uuid.uuid4().hex) if self._keyed else None
         if self._deferred.waiting:
             yield from self._deliver()
         try:

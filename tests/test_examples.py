@@ -153,3 +153,19 @@ def test_operations_matches_what_the_command_line_shows(tmp_path):
     assert shown.returncode == 0, shown.stderr
     users = {u["user"]: u for u in json.loads(shown.stdout)}
     assert (users["alice"]["remaining"], users["team"]["spent"]) == ("9.9875", "0.0125")
+
+
+def test_litellm_callback_and_wrappers(stub, tmp_path):
+    before = stub.requests
+    out = run("litellm_callback.py", tmp_path, OPENAI_BASE_URL=stub.url)
+    lines = dict(line.split(": ", 1) for line in out.splitlines())
+    assert float(lines["callback"].split("$")[1]) > 0
+    assert lines["wrapper"].startswith("bob spent $0.0000")
+    assert "bob's call 2 refused, nothing sent" in out
+    refused_at = int(out.split("cid's call ")[1].split()[0])
+    assert 1 < refused_at < 10
+    spent = {who: float(text.split("$")[1].split()[0]) for who, text in lines.items()}
+    assert 0 < spent["async callback"] <= 0.0001 and 0 < spent["wrapper"] <= 0.00005
+    assert 0 < float(lines["async wrapper"].split("$")[1].split()[0]) <= 0.0001
+    # ann 1, bob 1 (the second refused), cid until refused, dan 1
+    assert stub.requests - before == 1 + 1 + (refused_at - 1) + 1
