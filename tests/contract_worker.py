@@ -37,6 +37,7 @@ async def race_async(bm: AsyncBudgetManager, user: str, count: int) -> None:
             pass
 
     await asyncio.gather(*(one() for _ in range(count)))
+    await bm.close()  # in the loop that opened it, before the loop ends
 
 
 def alerts(bm: Any, api: str, user: str, count: int) -> None:
@@ -47,6 +48,7 @@ def alerts(bm: Any, api: str, user: str, count: int) -> None:
     )
     if api == "sync":
         race(bm, user, count)
+        bm.close()
     else:
         asyncio.run(race_async(bm, user, count))
 
@@ -57,6 +59,7 @@ def main() -> None:
     if mode == "race":
         if api == "sync":
             race(bm, args[0], int(args[1]))
+            bm.close()
         else:
             asyncio.run(race_async(bm, args[0], int(args[1])))
     elif mode == "alerts":
