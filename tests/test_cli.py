@@ -1,5 +1,5 @@
 """``budget-manager``: every command run as operators run it (the real entry point, in a child
-process) over a JSON file and a SQLite store, its output forms (tab-separated when piped,
+process) over a JSON file, SQLite, PostgreSQL and Redis, its output forms (tab-separated when piped,
 --json, CSV, rich tables on a terminal) and its exit codes."""
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from contract import store_url
 
 from budget_manager import BudgetManager
 
@@ -65,11 +67,13 @@ def rows(tsv: str) -> list[dict[str, str]]:
     return [dict(zip(header, line.split("\t"), strict=True)) for line in lines[1:]]
 
 
-@pytest.fixture(params=["json", "sqlite"])
-def store(request, tmp_path) -> str:
+@pytest.fixture(params=["json", "sqlite", "postgresql", "redis"])
+def store(request, tmp_path) -> Iterator[str]:
     if request.param == "json":
-        return str(tmp_path / "budgets.json")
-    return f"sqlite:///{tmp_path}/budgets.db"
+        yield str(tmp_path / "budgets.json")
+        return
+    with store_url(request.param, tmp_path) as url:
+        yield url
 
 
 def library(store: str, project: str = "default") -> BudgetManager:
