@@ -6,9 +6,9 @@ from __future__ import annotations
 import asyncio
 import weakref
 from collections.abc import Callable, Mapping, Sequence
-from decimal import Decimal
 from typing import Any
 
+from . import costs
 from .completion import Outgoing, json_body
 from .errors import APIConnectionError, APITimeoutError, BudgetManagerError
 from .response import ModelResponse
@@ -32,10 +32,10 @@ async def asend(
     model: str,
     messages: Sequence[Mapping[str, Any]],
     kwargs: dict[str, Any],
-    on_cost: Callable[[Decimal], Any] | None = None,
+    on_cost: Callable[[costs.Priced], Any] | None = None,
     priced: bool = True,
 ) -> ModelResponse | AsyncCompletionStream:
-    """:func:`acompletion`, also handing the call's cost to ``on_cost`` (which may be a
+    """:func:`acompletion`, also handing the call priced to ``on_cost`` (which may be a
     coroutine function: a budget's settle)."""
     call = Outgoing.admit(model, messages, kwargs, priced)
     try:

@@ -180,8 +180,8 @@ class AsyncBudgetManager(ManagerFlows):
         if hold.max_tokens is not None:
             kwargs[limit_key] = hold.max_tokens
 
-        async def settle(amount: Any) -> None:
-            await hold.settle(cost=amount)
+        async def settle(priced: costs.Priced) -> None:
+            await hold.settle(cost=priced.cost, tokens=priced.usage.counts())
 
         try:
             return await asend(

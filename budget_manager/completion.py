@@ -11,6 +11,7 @@ from decimal import Decimal
 from typing import Any, Literal, overload
 
 from . import costs, tokens
+from .costs.usage import Usage
 from .errors import (
     APIConnectionError,
     APIError,
@@ -151,10 +152,10 @@ def send(
     model: str,
     messages: Sequence[Mapping[str, Any]],
     kwargs: dict[str, Any],
-    on_cost: Callable[[Decimal], None] | None = None,
+    on_cost: Callable[[costs.Priced], None] | None = None,
     priced: bool = True,
 ) -> ModelResponse | CompletionStream:
-    """:func:`completion`, also handing each call's cost to ``on_cost`` (a budget's settle).
+    """:func:`completion`, also handing each call priced to ``on_cost`` (a budget's settle).
     ``priced=False`` lets a model with no price go out (its cost counts as 0)."""
     call = Outgoing.admit(model, messages, kwargs, priced)
     try:
@@ -224,12 +225,15 @@ class Outgoing:
         held = GLOBAL_SPEND.admit(model, messages, kwargs.get("max_tokens"))
         return cls(model, list(messages), kwargs, priced, held)
 
-    def charger(self, on_cost: Callable[[Decimal], Any] | None) -> Callable[[Decimal], Any]:
-        """What records the call's cost: in the global total, then handed to ``on_cost``."""
+    def charger(
+        self, on_cost: Callable[[costs.Priced], Any] | None
+    ) -> Callable[[costs.Priced], Any]:
+        """What records the call priced: its cost in the global total, then the whole handed to
+        ``on_cost``."""
 
-        def charge(amount: Decimal) -> Any:
-            GLOBAL_SPEND.settle(self.held, amount)
-            return on_cost(amount) if on_cost is not None else None
+        def charge(priced: costs.Priced) -> Any:
+            GLOBAL_SPEND.settle(self.held, priced.cost)
+            return on_cost(priced) if on_cost is not None else None
 
         return charge
 
@@ -248,8 +252,10 @@ class Outgoing:
             response.usage = _counted_usage(self.model, self.messages, response)
         return response
 
-    def cost_of(self, response: ModelResponse) -> Decimal:
-        return costs.response_cost(response, default_model=self.model)[1] if self.priced else ZERO
+    def cost_of(self, response: ModelResponse) -> costs.Priced:
+        if not self.priced:
+            return costs.Priced(self.model, ZERO, Usage())
+        return costs.price_response(response, default_model=self.model)
 
     def refusal(self, status: int, text: str, error: Any) -> APIError:
         """The error for an answer with a failing status."""

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Coroutine, Generator
+from collections.abc import Awaitable, Coroutine, Generator, Mapping
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -82,12 +82,16 @@ class Hold(HoldBase):
         *,
         cost: float | Decimal | None = None,
         model: str | None = None,
+        tokens: Mapping[str, int] | None = None,
     ) -> float:
         """Record the call's actual cost (``cost``, or priced from ``completion_obj``; the held
         amount when given neither) and free the rest. Settling again changes nothing and returns
-        the same cost."""
+        the same cost. ``tokens`` (such as ``{"prompt": 812, "completion": 96}``) go in the
+        history with a ``cost`` (a ``completion_obj``'s usage goes there by itself)."""
         manager = self._manager
-        self.cost = drive(manager._ops, manager._settle_hold(self, completion_obj, cost, model))
+        self.cost = drive(
+            manager._ops, manager._settle_hold(self, completion_obj, cost, model, tokens)
+        )
         return self.cost
 
     def release(self) -> None:
@@ -120,11 +124,12 @@ class AsyncHold(HoldBase):
         *,
         cost: float | Decimal | None = None,
         model: str | None = None,
+        tokens: Mapping[str, int] | None = None,
     ) -> float:
         """As :meth:`Hold.settle`."""
         manager = self._manager
         self.cost = await adrive(
-            manager._ops, manager._settle_hold(self, completion_obj, cost, model)
+            manager._ops, manager._settle_hold(self, completion_obj, cost, model, tokens)
         )
         return self.cost
 

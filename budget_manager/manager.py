@@ -161,7 +161,7 @@ class BudgetManager(ManagerFlows):
                 model,
                 messages,
                 kwargs,
-                on_cost=lambda amount: _ignore(hold.settle(cost=amount)),
+                on_cost=lambda priced: _ignore(_settle(hold, priced)),
                 priced=costs.has_price(model),
             )
         except BaseException:
@@ -202,6 +202,11 @@ class BudgetManager(ManagerFlows):
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _settle(hold: Hold, priced: costs.Priced) -> float:
+    """Settle ``hold`` with what the call cost and the tokens it used."""
+    return hold.settle(cost=priced.cost, tokens=priced.usage.counts())
 
 
 def _ignore(_: object) -> None:

@@ -441,10 +441,15 @@ class ManagerFlows:
         return False
 
     def _settle_hold(
-        self, hold: HoldBase, response: Any, cost: float | Decimal | None, model: str | None
+        self,
+        hold: HoldBase,
+        response: Any,
+        cost: float | Decimal | None,
+        model: str | None,
+        counted: Mapping[str, int] | None = None,
     ) -> Flow[float]:
         """Record a hold's actual cost (see :meth:`Hold.settle`); the cost recorded."""
-        tokens = None
+        tokens = _tokens(counted)
         if cost is not None:
             amount = to_money(cost, "cost")
         elif response is not None:
@@ -772,6 +777,19 @@ def parents_first(parsed: Mapping[str, UserRecord]) -> list[str]:
 
 def _user(user: object) -> str:
     return names.check(user, "user")
+
+
+def _tokens(value: Mapping[str, int] | None) -> dict[str, int] | None:
+    """Token counts for the history (InvalidInputError unless names to non-negative ints)."""
+    if not value:
+        return None
+    if not isinstance(value, Mapping) or not all(
+        isinstance(k, str) and type(v) is int and v >= 0 for k, v in value.items()
+    ):
+        raise InvalidInputError(
+            f'tokens must map names to counts, such as {{"prompt": 812}}, got {value!r}'
+        )
+    return dict(value)
 
 
 def _timestamp(value: object) -> float:

@@ -9,10 +9,10 @@ import inspect
 import json
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
-from decimal import Decimal
 from typing import Any
 
 from . import costs
+from .costs.usage import Usage
 from .errors import APIConnectionError, MalformedResponseError
 from .money import ZERO
 from .response import ModelResponse
@@ -70,14 +70,12 @@ class _Chunks:
             and isinstance(choice.delta.get("content"), str)
         )
 
-    def _final_cost(self) -> Decimal:
-        """The call's cost: from the usage the last chunk reports, else from the tokens of the
+    def _final_price(self) -> costs.Priced:
+        """The call priced: from the usage the last chunk reports, else from the tokens of the
         prompt and of the text received."""
         if not self._priced:
-            return ZERO
-        return costs.response_cost(self.chunks, default_model=self.model, messages=self._messages)[
-            1
-        ]
+            return costs.Priced(self.model, ZERO, Usage())
+        return costs.price_response(self.chunks, default_model=self.model, messages=self._messages)
 
 
 class CompletionStream(_Chunks, Iterator[ModelResponse]):
@@ -90,7 +88,7 @@ class CompletionStream(_Chunks, Iterator[ModelResponse]):
         reply: Any,
         model: str,
         messages: list[Mapping[str, Any]],
-        charge: Callable[[Decimal], None],
+        charge: Callable[[costs.Priced], None],
         priced: bool = True,
     ) -> None:
         super().__init__(reply.url, model, messages, priced)
@@ -128,9 +126,9 @@ class CompletionStream(_Chunks, Iterator[ModelResponse]):
                 return
             self._done = True
             self._reply.close()
-            amount = self._final_cost()
-            self._charge(amount)
-            self.cost = float(amount)
+            priced = self._final_price()
+            self._charge(priced)
+            self.cost = float(priced.cost)
 
     def __enter__(self) -> CompletionStream:
         return self
@@ -154,7 +152,7 @@ class AsyncCompletionStream(_Chunks, AsyncIterator[ModelResponse]):
         reply: Any,
         model: str,
         messages: list[Mapping[str, Any]],
-        charge: Callable[[Decimal], Any],
+        charge: Callable[[costs.Priced], Any],
         priced: bool = True,
     ) -> None:
         super().__init__(str(reply.url), model, messages, priced)
@@ -197,11 +195,11 @@ class AsyncCompletionStream(_Chunks, AsyncIterator[ModelResponse]):
                 return
             self._done = True
             await self._reply.aclose()
-            amount = self._final_cost()
-            charged = self._charge(amount)
+            priced = self._final_price()
+            charged = self._charge(priced)
             if inspect.isawaitable(charged):
                 await charged
-            self.cost = float(amount)
+            self.cost = float(priced.cost)
 
     async def __aenter__(self) -> AsyncCompletionStream:
         return self

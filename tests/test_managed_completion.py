@@ -119,3 +119,32 @@ def test_without_strict_the_seed_rule_stands(stub, stub_url):
     completion(model="gpt-4o", messages=MESSAGES)  # 0 spent so far: sent
     with pytest.raises(BudgetExceededError):
         completion(model="gpt-4o", messages=MESSAGES)
+
+
+def test_managed_calls_keep_their_tokens_in_the_history(stub, stub_url, tmp_path):
+    import asyncio
+
+    from budget_manager import AsyncBudgetManager
+
+    bm = BudgetManager("p", path=tmp_path / "b.json")
+    bm.create_budget(total_budget=1, user="ann")
+    response = bm.completion(user="ann", model="gpt-4o", messages=MESSAGES, max_tokens=20)
+    stream = bm.completion(
+        user="ann", model="gpt-4o", messages=MESSAGES, max_tokens=20, stream=True
+    )
+    streamed = "".join(c.choices[0].delta.get("content") or "" for c in stream if c.choices)
+
+    async def through_asyncio() -> None:
+        async with AsyncBudgetManager("p", path=tmp_path / "b.json") as abm:
+            await abm.completion(user="ann", model="gpt-4o", messages=MESSAGES, max_tokens=20)
+
+    asyncio.run(through_asyncio())
+    settles = [e for e in bm.history(user="ann") if e.kind == "settle"]
+    usage = response.usage
+    expected = {"prompt": usage.prompt_tokens, "completion": usage.completion_tokens}
+    assert [e.tokens for e in settles] == [expected, expected, expected]
+    assert streamed and float(sum(e.cost for e in settles)) == pytest.approx(
+        bm.get_current_cost("ann"), rel=1e-12
+    )
+    with pytest.raises(budget_manager.InvalidInputError):
+        bm.reserve("ann", amount=0.01).settle(cost=0.01, tokens={"prompt": -1})

@@ -292,8 +292,8 @@ def completion(manager: BudgetManager, **kwargs: Any) -> Any:
     if kwargs.get("stream"):
 
         def settle(chunks: list[Any]) -> None:
-            named, cost = stream_price(chunks, hold.model or model, messages)
-            hold.settle(cost=cost, model=named)
+            named, cost, tokens = stream_price(chunks, hold.model or model, messages)
+            hold.settle(cost=cost, model=named, tokens=tokens)
 
         return BudgetedStream(response, settle)
     _settle(hold, response)
@@ -319,8 +319,8 @@ async def acompletion(manager: AsyncBudgetManager, **kwargs: Any) -> Any:
     if kwargs.get("stream"):
 
         async def settle(chunks: list[Any]) -> None:
-            named, cost = stream_price(chunks, hold.model or model, messages)
-            await hold.settle(cost=cost, model=named)
+            named, cost, tokens = stream_price(chunks, hold.model or model, messages)
+            await hold.settle(cost=cost, model=named, tokens=tokens)
 
         return AsyncBudgetedStream(response, settle)
     try:

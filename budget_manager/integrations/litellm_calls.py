@@ -71,16 +71,16 @@ def price(
 
 def stream_price(
     chunks: list[Any], model: str, messages: Any, litellm_cost: Any = None
-) -> tuple[str | None, Decimal]:
-    """``(model, cost)`` of a stream's chunks: the usage the last chunk reports, else the prompt
-    and the text received counted with the model's tokenizer."""
+) -> tuple[str | None, Decimal, dict[str, int] | None]:
+    """``(model, cost, tokens)`` of a stream's chunks: the usage the last chunk reports, else
+    the prompt and the text received counted with the model's tokenizer."""
     try:
-        named, cost = costs.response_cost(chunks, default_model=model, messages=messages)
+        priced = costs.price_response(chunks, default_model=model, messages=messages)
     except UnknownModelError:
         if not _is_cost(litellm_cost):
             raise
-        return model, to_money(litellm_cost, "response_cost")
-    return named, cost
+        return model, to_money(litellm_cost, "response_cost"), None
+    return priced.model, priced.cost, priced.usage.counts() or None
 
 
 def litellm_cost_of(response: Any) -> Any:
