@@ -38,7 +38,7 @@ from .events import DEFAULT_FRACTIONS, AlertCallback, Event, Listener, alert_fra
 from .history import HistoryEvent, ReportBy
 from .ledger import check_forest
 from .money import ZERO, to_float, to_money
-from .operations import DEFAULT_TTL, RETRIES, Call, Flow
+from .operations import DEFAULT_TTL, RETRIES, Call, Flow, Progress
 from .records import STORE_ERROR_POLICIES, UNKNOWN_MODEL_POLICIES, HoldRecord, UserRecord
 from .status import BudgetStatus
 from .stores.hosted import ServiceAuthError
@@ -53,8 +53,6 @@ API_BASE_ENV = "BUDGET_MANAGER_API_BASE"
 Duration = Literal["daily", "weekly", "monthly", "yearly"] | str | None
 MaxTokens = int | Literal["fit"] | None
 C = TypeVar("C", bound=AlertCallback)
-#: ``progress(done, total)``: told how far a long operation has come.
-Progress = Callable[[int, int], None]
 
 
 class Taken(NamedTuple):
@@ -295,7 +293,7 @@ class ManagerFlows:
 
     def _update_budget_all_users(self) -> Flow[None]:
         """``reset_on_duration`` for every user."""
-        yield Call("roll_all")
+        yield from self._reset_expired()
 
     def _save_data(self) -> Flow[dict[str, Any]]:
         """Persist everything in the store's canonical form; ``{"status": "success"}``, or, while
@@ -594,20 +592,9 @@ class ManagerFlows:
 
     def _reset_expired(self, progress: Progress | None = None) -> Flow[int]:
         """Start a new period for every budget whose period has ended; how many did.
-        ``progress(done, total)`` is called as they are reset."""
-        found: dict[str, UserRecord] = yield Call("records")
-        now = self._clock()
-        due = [u for u, r in found.items() if r.is_due(now)]
-        count = 0
-        for done, user in enumerate(due, 1):
-            try:
-                yield Call("roll", (user,))
-                count += 1
-            except UnknownUserError:
-                pass  # deleted meanwhile: nothing to reset
-            if progress is not None:
-                progress(done, len(due))
-        return count
+        ``progress(done, total)`` is told as they are reset."""
+        rolled: int = yield Call("roll_all", (progress,))
+        return rolled
 
     def _import_users(
         self,

@@ -35,6 +35,8 @@ R = TypeVar("R")
 S = TypeVar("S")
 P = ParamSpec("P")
 Clock = Callable[[], float]
+#: ``progress(done, total)``: told how far a long operation has come.
+Progress = Callable[[int, int], None]
 
 #: How often an operation is computed again when the hierarchy changed while it ran.
 RETRIES = 8
@@ -74,7 +76,7 @@ class Ledger(Protocol):
     def release(self, hold_id: str) -> Outcome: ...
     def reset(self, user: str) -> UserRecord: ...
     def roll(self, user: str) -> UserRecord | None: ...
-    def roll_all(self) -> int: ...
+    def roll_all(self, progress: Progress | None = None) -> int: ...
     def replace_all(self, records: dict[str, UserRecord]) -> None: ...
     def save(self) -> dict[str, Any]: ...
     def close(self) -> None: ...
@@ -470,17 +472,24 @@ class Flows(Announcer):
             left.append(record.total_budget - record.spent(now) - held)
         return max(min(left), money.ZERO)
 
-    def roll_all(self) -> Flow[int]:
-        """Roll every budget whose period has ended; how many rolled."""
+    def roll_all(self, progress: Progress | None = None) -> Flow[int]:
+        """Roll every budget whose period has ended; how many rolled. ``progress(done, total)``
+        is told after each budget due."""
         now = self.clock()
         records: dict[str, UserRecord] = yield Call("records")
+        due = [(u, r) for u, r in records.items() if r.is_due(now)]
         count = 0
-        for user, record in records.items():
-            if record.is_due(now):
+        for done, (user, record) in enumerate(due, 1):
+            try:
                 outcome: Outcome = yield Call("roll", (((user, window_of(record, now)),), now))
+            except UnknownUserError:
+                pass  # deleted meanwhile: nothing to roll
+            else:
                 count += len(outcome.rolled)
                 if outcome.rolled:
                     self.announce("roll", user, now, outcome)
+            if progress is not None:
+                progress(done, len(due))
         return count
 
 
@@ -555,8 +564,8 @@ class Operations:
     def roll(self, user: str) -> UserRecord | None:
         return self.run(self.flows.roll(user))
 
-    def roll_all(self) -> int:
-        return self.run(self.flows.roll_all())
+    def roll_all(self, progress: Progress | None = None) -> int:
+        return self.run(self.flows.roll_all(progress))
 
     def replace_all(self, records: dict[str, UserRecord]) -> None:
         self.store.replace_all(records)
@@ -642,8 +651,8 @@ class AsyncOperations:
     async def roll(self, user: str) -> UserRecord | None:
         return await self.run(self.flows.roll(user))
 
-    async def roll_all(self) -> int:
-        return await self.run(self.flows.roll_all())
+    async def roll_all(self, progress: Progress | None = None) -> int:
+        return await self.run(self.flows.roll_all(progress))
 
     async def replace_all(self, records: dict[str, UserRecord]) -> None:
         await self.store.replace_all(records)

@@ -484,3 +484,24 @@ def test_bad_thresholds_are_refused(store: Backend) -> None:
             bm.on_threshold(bad, callback=print)
     with pytest.raises(InvalidInputError):
         bm.on_threshold((0.5,), callback="not callable")  # type: ignore[arg-type]
+
+
+def test_reset_expired_starts_every_ended_period_once(store: Backend) -> None:
+    clock = FakeClock(utc("2024-03-10T12:00:00"))
+    bm = store.manager(clock=clock)
+    bm.create_budget(total_budget=1, user="team", duration="daily")
+    bm.create_budget(total_budget=1, user="ann", duration="daily", parent="team")
+    bm.create_budget(total_budget=1, user="bob", duration="weekly")
+    bm.update_cost(user="ann", completion_obj=RESPONSE)
+    assert bm.reset_expired() == 0
+    clock.advance(86_400)
+    seen: list[tuple[int, int]] = []
+    assert bm.reset_expired(progress=lambda done, total: seen.append((done, total))) == 2
+    assert seen[-1] == (2, 2) and bm.get_current_cost("team") == 0
+    clock.advance(6 * 86_400)
+    assert bm.reset_expired() == 3  # without progress: one roll_all in the store
+    assert bm.reset_expired() == 0
+    bm.update_cost(user="bob", completion_obj=RESPONSE)
+    clock.advance(7 * 86_400)
+    bm.update_budget_all_users()
+    assert bm.get_current_cost("bob") == 0

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import redis  # the [redis] extra is in [dev]: a missing one fails, never skips
 from conftest import FakeClock, utc
 from contract import REDIS_URL, redis_available, require
 
@@ -40,11 +41,9 @@ from budget_manager.ledger import Outcome
 from budget_manager.operations import Operations
 from budget_manager.periods import parse_duration
 from budget_manager.records import HoldRecord, UserRecord
+from budget_manager.stores import redis_codec
 from budget_manager.stores.memory import MemoryStore
-
-redis = pytest.importorskip("redis")
-from budget_manager.stores import redis_codec  # noqa: E402
-from budget_manager.stores.redis import RedisStore  # noqa: E402
+from budget_manager.stores.redis import RedisStore
 
 HERE = Path(__file__).resolve().parent
 

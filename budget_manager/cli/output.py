@@ -7,14 +7,13 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from decimal import Decimal
 from typing import IO, Any
 
 from ..money import to_text
-
-Progress = Callable[[int, int], None]
+from ..operations import Progress
 
 
 def money(amount: Decimal | None) -> str:

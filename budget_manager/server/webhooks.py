@@ -85,8 +85,6 @@ class Webhooks:
         self._queue: queue.Queue[tuple[str, bytes] | None] = queue.Queue()
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
-        self.delivered = 0
-        self.failed = 0
 
     def listener(self, project: str) -> Listener:
         """What hears ``project``'s events and sends the alerts they carry."""
@@ -135,14 +133,12 @@ class Webhooks:
         for attempt in range(1, settings.attempts + 1):
             problem = _post(session, url, body, headers)
             if problem is None:
-                self.delivered += 1
                 return
             if attempt == settings.attempts:
                 break
             delay = settings.delay(attempt)
             logger.warning("webhook %s failed (%s); trying again in %.1f s", url, problem, delay)
             time.sleep(delay)
-        self.failed += 1
         logger.error(
             "webhook %s failed %d times (%s); alert dropped: %s",
             url,

@@ -43,7 +43,16 @@ from ..events import Alert, Listener
 from ..history import HistoryEvent
 from ..ledger import Changes, Outcome
 from ..money import to_text
-from ..operations import DEFAULT_TTL, Announcer, Call, Flow, Operations, blocking, drive
+from ..operations import (
+    DEFAULT_TTL,
+    Announcer,
+    Call,
+    Flow,
+    Operations,
+    Progress,
+    blocking,
+    drive,
+)
 from ..records import (
     HoldRecord,
     UserRecord,
@@ -223,8 +232,8 @@ class HostedStore:
     def roll(self, user: str) -> UserRecord | None:
         return self._ledger().roll(user)
 
-    def roll_all(self) -> int:
-        return self._ledger().roll_all()
+    def roll_all(self, progress: Progress | None = None) -> int:
+        return self._ledger().roll_all(progress)
 
     def replace_all(self, records: dict[str, UserRecord]) -> None:
         self._ledger().replace_all(records)
@@ -524,9 +533,13 @@ class ServiceFlows(Announcer):
             self.announce("roll", user, time.time(), outcome)
         return outcome.record
 
-    def _roll_all(self) -> Flow[int]:
+    def _roll_all(self, progress: Progress | None = None) -> Flow[int]:
+        """The service rolls them all in one request (``progress`` is told once, at the end)."""
         data = yield from self._call("POST", f"{self._base}/roll", what="the periods of every user")
-        return int(data.get("rolled", 0))
+        rolled = int(data.get("rolled", 0))
+        if progress is not None:
+            progress(rolled, rolled)
+        return rolled
 
     def _replace_all(self, records: dict[str, UserRecord]) -> Flow[None]:
         yield from save_dict(self.api_base, self.project, records)
